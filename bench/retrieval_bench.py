@@ -1,0 +1,277 @@
+"""Retrieval benchmark: τ-Banking knowledge base, StackFAQ, latency and ingest throughput.
+
+Run from the project root:
+
+    .venv/bin/python bench/retrieval_bench.py --data ../shared/data --out bench/results/retrieval.md
+
+Every index is built in a fresh temporary folder, so the ingest throughput is
+measured on a cold build. Runtime is about 10 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ingestion import Embedder, KnowledgeIndex, build_index, load_default_embedder  # noqa: E402
+from ingestion.building import _write_index  # noqa: E402
+from ingestion.chunking import ChunkingConfig  # noqa: E402
+
+MODES = ("bm25", "dense", "hybrid")
+CHUNKS_PER_QUERY = 100
+LATENCY_SIZES = (1_000, 10_000, 100_000)
+LATENCY_QUERIES = 200
+_ROLE_PREAMBLE = "You are playing the role of a customer contacting a customer service representative agent."
+# The scenario part of a task ends where the script turns to verification data
+# or behaviour rules.
+_SCENARIO_END = re.compile(
+    r"^\s*(## |\*\*Verification|Here are your behavior|Your email is|Your user ID|"
+    r"\*\*Information you know|\*\*Your .*info)",
+    re.M,
+)
+
+
+def scenario_query(instructions: str) -> str:
+    """Return the customer's situation: the instructions up to the verification details."""
+    match = _SCENARIO_END.search(instructions)
+    text = instructions[: match.start()] if match else instructions
+    return " ".join(text.replace(_ROLE_PREAMBLE, "").replace("**", "").split())
+
+
+def ranked_records(index: KnowledgeIndex, query: str, mode: str) -> list[str]:
+    """Return record ids in order of their best chunk."""
+    seen: dict[str, None] = {}
+    for hit in index.search(query, k=CHUNKS_PER_QUERY, mode=mode):
+        seen.setdefault(str(hit.metadata["record_id"]), None)
+    return list(seen)
+
+
+def score_ranking(ranking: Sequence[str], relevant: set[str]) -> dict[str, float]:
+    first = next((i for i, doc in enumerate(ranking) if doc in relevant), None)
+    gains = sum(1 / math.log2(i + 2) for i, doc in enumerate(ranking[:10]) if doc in relevant)
+    ideal = sum(1 / math.log2(i + 2) for i in range(min(len(relevant), 10)))
+    return {
+        "hit@1": float(bool(set(ranking[:1]) & relevant)),
+        "hit@5": float(bool(set(ranking[:5]) & relevant)),
+        "recall@5": len(set(ranking[:5]) & relevant) / len(relevant),
+        "recall@10": len(set(ranking[:10]) & relevant) / len(relevant),
+        "MRR": 1 / (first + 1) if first is not None else 0.0,
+        "nDCG@10": gains / ideal,
+    }
+
+
+def evaluate(index: KnowledgeIndex, queries: list[tuple[str, set[str]]], mode: str) -> dict[str, float]:
+    rows = [score_ranking(ranked_records(index, query, mode), relevant) for query, relevant in queries]
+    return {name: statistics.fmean(row[name] for row in rows) for name in rows[0]}
+
+
+def bench_tau_banking(data: Path, embedder: Embedder, work: Path) -> tuple[list[str], KnowledgeIndex]:
+    folder = data / "tau2" / "banking_knowledge"
+    report = build_index(folder / "documents", work / "tau", embedder, progress=False)
+    index = KnowledgeIndex.load(work / "tau", embedder)
+    tasks = json.loads((folder / "tasks_dev.json").read_text(encoding="utf-8"))
+    lines = [
+        "## τ-Banking knowledge base",
+        "",
+        f"{len(report.files)} articles, {report.chunk_count} chunks; {len(tasks)} dev tasks "
+        f"({sum(len(t['required_documents']) for t in tasks)} gold article ids, "
+        f"{statistics.fmean(len(t['required_documents']) for t in tasks):.1f} per task). "
+        "A ranking lists articles in order of their best chunk among the top "
+        f"{CHUNKS_PER_QUERY} chunks.",
+        "",
+        f"Cold build: {report.embedded} chunks embedded in {report.seconds:.1f} s "
+        f"= **{report.embedded / report.seconds:.0f} chunks/s** (load, chunk, embed, write).",
+        "",
+    ]
+    ceiling = statistics.fmean(min(10, len(t["required_documents"])) / len(t["required_documents"]) for t in tasks)
+    variants: list[tuple[str, Callable[[str], str]]] = [
+        ("scenario (situation paragraphs)", scenario_query),
+        ("full instructions", lambda text: text),
+    ]
+    for label, make_query in variants:
+        queries = [
+            (make_query(t["user_scenario"]["instructions"]), set(t["required_documents"])) for t in tasks
+        ]
+        lines += [
+            f"Query = {label}, mean {statistics.fmean(len(q) for q, _ in queries):.0f} characters.",
+            "",
+            "| retriever | recall@5 | recall@10 | MRR | nDCG@10 |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for mode in MODES:
+            m = evaluate(index, queries, mode)
+            lines.append(f"| {mode} | {m['recall@5']:.3f} | {m['recall@10']:.3f} | {m['MRR']:.3f} | {m['nDCG@10']:.3f} |")
+            print(f"tau {label} {mode} {m}", file=sys.stderr)
+        lines.append("")
+    lines += [
+        f"Highest recall@10 any ranking can reach here: {ceiling:.3f}, because many tasks "
+        "need more than 10 articles.",
+        "",
+    ]
+    return lines, index
+
+
+def bench_stackfaq(data: Path, embedder: Embedder, work: Path) -> list[str]:
+    threads = json.loads((data / "faq" / "stackExchange-FAQ.json").read_text(encoding="utf-8"))["root"]["qapair"]
+    records = [
+        {"id": f"thread-{i}", "question": t["question"], "answer": t["answer"]} for i, t in enumerate(threads)
+    ]
+    source = work / "faq-source"
+    source.mkdir()
+    (source / "stackfaq.json").write_text(json.dumps(records), encoding="utf-8")
+    report = build_index(source, work / "faq", embedder, progress=False)
+    index = KnowledgeIndex.load(work / "faq", embedder)
+    queries = []
+    skipped = 0
+    for i, thread in enumerate(threads):
+        for rephrasing in thread["rephr"]:
+            if rephrasing and re.search(r"\w", rephrasing):
+                queries.append((rephrasing, {f"thread-{i}"}))
+            else:
+                skipped += 1
+    lines = [
+        "## StackFAQ",
+        "",
+        f"{len(threads)} threads indexed as question + answers ({report.chunk_count} chunks); "
+        f"{len(queries)} rephrasings as queries ({skipped} empty or without a word character left out).",
+        "",
+        "| retriever | hit@1 | hit@5 | MRR | nDCG@10 |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for mode in MODES:
+        m = evaluate(index, queries, mode)
+        lines.append(f"| {mode} | {m['hit@1']:.3f} | {m['hit@5']:.3f} | {m['MRR']:.3f} | {m['nDCG@10']:.3f} |")
+        print(f"faq {mode} {m}", file=sys.stderr)
+    lines += ["", "Published BM25 over question and answer: nDCG@10 0.783.", ""]
+    return lines
+
+
+def bench_latency(source_index: KnowledgeIndex, embedder: Embedder, queries: list[str], work: Path) -> list[str]:
+    base_dir = work / "tau"
+    manifest = json.loads((base_dir / "manifest.json").read_text(encoding="utf-8"))
+    data_dir = base_dir / manifest["data_dir"]
+    base_chunks = [json.loads(line) for line in (data_dir / "chunks.jsonl").read_text(encoding="utf-8").splitlines()]
+    base_vectors = np.load(data_dir / "vectors.npy", allow_pickle=False)
+    lines = [
+        "## Search latency",
+        "",
+        f"Indexes of N chunks made by repeating the τ-Banking chunks under distinct ids and "
+        f"sources; {len(queries)} StackFAQ rephrasings as queries, after 10 warm-up queries. "
+        "`search` includes embedding the query; the embedding alone is shown apart.",
+        "",
+        "| chunks | search p50 ms | search p95 ms | of which query embedding p50 ms | search without embedding p95 ms |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    embed_times = []
+    for query in queries[:10] + queries:
+        started = time.perf_counter()
+        embedder.embed([query])
+        embed_times.append((time.perf_counter() - started) * 1000)
+    embed_times = embed_times[10:]
+    for size in LATENCY_SIZES:
+        records = []
+        for copy in range(math.ceil(size / len(base_chunks))):
+            for record in base_chunks:
+                if len(records) == size:
+                    break
+                clone = dict(record, id=f"{record['id']}-{copy}", source=f"copy{copy}/{record['source']}")
+                clone["metadata"] = dict(record["metadata"], source=clone["source"])
+                records.append(clone)
+        vectors = np.tile(base_vectors, (math.ceil(size / len(base_vectors)), 1))[:size]
+        target = work / f"latency-{size}"
+        _write_index(target, records, vectors, embedder, ChunkingConfig(), {})
+        index = KnowledgeIndex.load(target, embedder)
+        cached = {query: embedder.embed([query]) for query in queries}
+        times, bare = [], []
+        for query in queries[:10] + queries:
+            started = time.perf_counter()
+            index.search(query, k=4)
+            times.append((time.perf_counter() - started) * 1000)
+        real_embed = embedder.embed
+        embedder.embed = lambda texts: cached[texts[0]] if len(texts) == 1 and texts[0] in cached else real_embed(texts)
+        try:
+            for query in queries[:10] + queries:
+                started = time.perf_counter()
+                index.search(query, k=4)
+                bare.append((time.perf_counter() - started) * 1000)
+        finally:
+            del embedder.embed
+        times, bare = times[10:], bare[10:]
+        lines.append(
+            f"| {size:,} | {np.percentile(times, 50):.1f} | {np.percentile(times, 95):.1f} | "
+            f"{np.percentile(embed_times, 50):.1f} | {np.percentile(bare, 95):.1f} |"
+        )
+        print(lines[-1], file=sys.stderr)
+    lines.append("")
+    return lines
+
+
+def machine_description() -> str:
+    import torch
+
+    model = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(encoding="utf-8", errors="strict").splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    import os
+
+    return (
+        f"{model}, {os.cpu_count()} cores visible, torch {torch.__version__} with "
+        f"{torch.get_num_threads()} threads, Python {platform.python_version()}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="shared data folder")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/retrieval.md"), help="Markdown results file")
+    parser.add_argument("--skip-latency", action="store_true", help="skip the 1k/10k/100k latency runs")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    embedder = load_default_embedder()
+    started = time.perf_counter()
+    lines = [
+        "# Retrieval benchmark",
+        "",
+        f"Command: `.venv/bin/python bench/retrieval_bench.py --data {args.data} --out {args.out}`",
+        f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Machine: {machine_description()}.",
+        f"Embedder: {embedder.name} (dimension {embedder.dimension}), CPU, float32.",
+        "",
+    ]
+    with tempfile.TemporaryDirectory(prefix="warden-bench-") as tmp:
+        work = Path(tmp)
+        tau_lines, tau_index = bench_tau_banking(args.data, embedder, work)
+        lines += tau_lines
+        lines += bench_stackfaq(args.data, embedder, work)
+        if not args.skip_latency:
+            threads = json.loads((args.data / "faq" / "stackExchange-FAQ.json").read_text(encoding="utf-8"))
+            queries = [r for t in threads["root"]["qapair"] for r in t["rephr"] if r and re.search(r"\w", r)]
+            lines += bench_latency(tau_index, embedder, queries[:LATENCY_QUERIES], work)
+    lines.append(f"Total benchmark runtime: {time.perf_counter() - started:.0f} s.")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

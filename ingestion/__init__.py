@@ -1,0 +1,34 @@
+"""Ingestion and retrieval: load a knowledge base, chunk it, embed it, search it.
+
+Importing this package loads no model; call :func:`load_default_embedder`.
+"""
+
+from ingestion.chunking import Chunk, ChunkingConfig
+from ingestion.embedder import Embedder, load_default_embedder
+from ingestion.errors import (
+    DuplicateChunkError,
+    EmbedderMismatchError,
+    IndexFormatError,
+    IngestionError,
+    UnreadableFileError,
+)
+from ingestion.index import FileReport, Hit, IngestReport, KnowledgeIndex, build_index
+from ingestion.loaders import RecordFields
+
+__all__ = [
+    "Chunk",
+    "ChunkingConfig",
+    "DuplicateChunkError",
+    "Embedder",
+    "EmbedderMismatchError",
+    "FileReport",
+    "Hit",
+    "IndexFormatError",
+    "IngestReport",
+    "IngestionError",
+    "KnowledgeIndex",
+    "RecordFields",
+    "UnreadableFileError",
+    "build_index",
+    "load_default_embedder",
+]

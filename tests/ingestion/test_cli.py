@@ -1,0 +1,55 @@
+"""The ``python -m ingestion`` command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ingestion", *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_missing_source_exits_nonzero(tmp_path):
+    result = _run("--source", str(tmp_path / "absent"), "--index", str(tmp_path / "index"))
+
+    assert result.returncode == 2
+    assert "source not found" in result.stderr
+    assert not (tmp_path / "index").exists()
+
+
+def test_foreign_index_folder_exits_nonzero(tmp_path):
+    (tmp_path / "kb").mkdir()
+    (tmp_path / "kb" / "a.md").write_text("# A\n\ntext", encoding="utf-8")
+    (tmp_path / "index").mkdir()
+    (tmp_path / "index" / "other.txt").write_text("x", encoding="utf-8")
+
+    result = _run("--source", str(tmp_path / "kb"), "--index", str(tmp_path / "index"), "--no-progress")
+
+    assert result.returncode == 1
+    assert "is not empty and holds no manifest.json" in result.stderr
+
+
+def test_build_prints_per_file_report(tmp_path):
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "a.md").write_text("# Returns\n\nReturn within 30 days.", encoding="utf-8")
+    (kb / "b.bin").write_bytes(b"\x00\x01")
+
+    result = _run("--source", str(kb), "--index", str(tmp_path / "index"))
+
+    assert result.returncode == 0, result.stderr
+    assert "kb/a.md" in result.stdout
+    assert "added" in result.stdout
+    assert "unsupported extension '.bin'" in result.stdout
+    assert "1 added, 0 updated, 0 unchanged, 0 removed, 1 skipped" in result.stdout
+    assert "embedding" in result.stderr
