@@ -1,9 +1,10 @@
 """Benchmark the Redis checkpoint saver against LangGraph's other savers.
 
-Measures, on this machine and in one run: end-to-end runs/s of a 5-node graph with a
-parallel branch and one approval interrupt, p50/p95 latency of put, put_writes and
-get_tuple, async runs/s at 1, 8 and 64 concurrent threads, and Redis memory per
-checkpoint. Writes bench/results/checkpoint.md.
+Measures four things on this machine in one run. The first is end-to-end runs/s of
+a 5-node graph with a parallel branch and one approval interrupt. Then come the
+p50/p95 latencies of put, put_writes and get_tuple, async runs/s at 1, 8 and 64
+concurrent threads, and Redis memory per checkpoint. Writes
+bench/results/checkpoint.md.
 
 Run: .venv/bin/python bench/checkpoint_bench.py [--runs N] [--ops N] [--output PATH]
 
@@ -41,6 +42,7 @@ from langgraph.checkpoint.base.id import uuid6
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
+from redis.utils import HIREDIS_AVAILABLE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -85,7 +87,9 @@ def build_graph(checkpointer: Any):
         return {"policy": "refunds above 100 EUR need approval", "log": ["policy"]}
 
     def plan_actions(state: BenchState) -> dict:
-        steps = [{"tool": "cancel_pending_order", "arguments": {"order_id": "#W2417020"}}]
+        steps = [
+            {"tool": "cancel_pending_order", "arguments": {"order_id": "#W2417020"}}
+        ]
         return {"plan": steps, "log": ["plan"]}
 
     def request_approval(state: BenchState) -> dict:
@@ -93,7 +97,13 @@ def build_graph(checkpointer: Any):
         return {"decision": decision, "log": ["approval"]}
 
     builder = StateGraph(BenchState)
-    for node in (capture_intent, retrieve_context, check_policy, plan_actions, request_approval):
+    for node in (
+        capture_intent,
+        retrieve_context,
+        check_policy,
+        plan_actions,
+        request_approval,
+    ):
         builder.add_node(node.__name__, node)
     builder.add_edge(START, "capture_intent")
     builder.add_edge("capture_intent", "retrieve_context")
@@ -104,7 +114,10 @@ def build_graph(checkpointer: Any):
     return builder.compile(checkpointer=checkpointer)
 
 
-REQUEST = {"request": "Please cancel order #W2417020, I found a better deal.", "log": []}
+REQUEST = {
+    "request": "Please cancel order #W2417020, I found a better deal.",
+    "log": [],
+}
 
 
 def run_once(graph, thread_id: str) -> None:
@@ -236,7 +249,9 @@ def plainredis_contender(url: str) -> Contender:
 
     @asynccontextmanager
     async def asynchronous() -> AsyncIterator[BaseCheckpointSaver]:
-        pool = redis.asyncio.BlockingConnectionPool.from_url(url, max_connections=64, timeout=5)
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=64, timeout=5
+        )
         saver = PlainAsyncSaver(redis.asyncio.Redis.from_pool(pool))
         try:
             yield saver
@@ -249,7 +264,9 @@ def plainredis_contender(url: str) -> Contender:
 # -- measurements -------------------------------------------------------------------
 
 
-def measure_runs(contenders: list[Contender], runs: int, rounds: int = 10) -> dict[str, float]:
+def measure_runs(
+    contenders: list[Contender], runs: int, rounds: int = 10
+) -> dict[str, float]:
     """Return sync runs/s per contender, measured in interleaved rounds.
 
     Every round runs ``runs / rounds`` threads on each saver in turn, so a change in
@@ -287,11 +304,18 @@ def measure_ops(contender: Contender, ops: int) -> dict[str, tuple[float, float]
         "request": REQUEST["request"],
         "intent": "cancel_order",
         "context": ["Pending orders can be cancelled."] * 3,
-        "plan": [{"tool": "cancel_pending_order", "arguments": {"order_id": "#W2417020"}}],
+        "plan": [
+            {"tool": "cancel_pending_order", "arguments": {"order_id": "#W2417020"}}
+        ],
         "log": ["intent", "context", "policy", "plan"],
     }
     with contender.sync() as saver:
-        config = {"configurable": {"thread_id": f"ops-{uuid.uuid4().hex}", "checkpoint_ns": ""}}
+        config = {
+            "configurable": {
+                "thread_id": f"ops-{uuid.uuid4().hex}",
+                "checkpoint_ns": "",
+            }
+        }
         versions = {channel: saver.get_next_version(None, None) for channel in values}
         new_versions = dict(versions)
         for step in range(ops):
@@ -311,7 +335,9 @@ def measure_ops(contender: Contender, ops: int) -> dict[str, tuple[float, float]
 
             writes = [("log", ["approval"]), ("decision", "approved")]
             started = time.perf_counter()
-            saver.put_writes(config, writes, f"task-{step}", "~__pregel_pull, request_approval")
+            saver.put_writes(
+                config, writes, f"task-{step}", "~__pregel_pull, request_approval"
+            )
             timings["put_writes"].append(time.perf_counter() - started)
 
             latest = {"configurable": {**config["configurable"]}}
@@ -326,7 +352,9 @@ def measure_ops(contender: Contender, ops: int) -> dict[str, tuple[float, float]
     return {name: _percentiles(samples) for name, samples in timings.items()}
 
 
-async def measure_concurrent(contender: Contender, level: int, total_runs: int) -> float:
+async def measure_concurrent(
+    contender: Contender, level: int, total_runs: int
+) -> float:
     async with contender.asynchronous() as saver:
         graph = build_graph(saver)
         await arun_once(graph, f"warmup-{level}-{uuid.uuid4().hex}")
@@ -352,9 +380,17 @@ def measure_memory(contender: Contender, runs: int) -> float | None:
         graph = build_graph(saver)
         for index in range(runs):
             run_once(graph, f"memory-{index}")
-        checkpoints = sum(1 for _ in saver.list(None)) if isinstance(saver, RedisSaver) else (
-            sum(len(list(saver.list({"configurable": {"thread_id": f"memory-{i}"}})))
-                for i in range(runs))
+        checkpoints = (
+            sum(1 for _ in saver.list(None))
+            if isinstance(saver, RedisSaver)
+            else (
+                sum(
+                    len(
+                        list(saver.list({"configurable": {"thread_id": f"memory-{i}"}}))
+                    )
+                    for i in range(runs)
+                )
+            )
         )
     total = sum(
         client.memory_usage(key, samples=0) or 0
@@ -382,8 +418,10 @@ def machine_summary(redis_url: str) -> list[str]:
 
     return [
         f"- CPU: {cpu}, nproc {nproc}",
-        f"- Python {platform.python_version()}, langgraph {langgraph.version.__version__}, "
-        f"redis-py {redis.__version__}",
+        f"- Python {platform.python_version()}, "
+        f"langgraph {langgraph.version.__version__}, "
+        f"redis-py {redis.__version__}, hiredis parser "
+        f"{'on' if HIREDIS_AVAILABLE else 'off'}",
         f"- Redis server {version} ({find_redis_binary()}), on 127.0.0.1 loopback",
     ]
 
@@ -419,10 +457,16 @@ def render(results: list[Result], machine: list[str], args: argparse.Namespace) 
             continue
         cells = [
             f"{p50:.3f} / {p95:.3f}"
-            for p50, p95 in (result.latency_ms[op] for op in ("put", "put_writes", "get_tuple"))
+            for p50, p95 in (
+                result.latency_ms[op] for op in ("put", "put_writes", "get_tuple")
+            )
         ]
         ratio = result.runs_per_second / memory.runs_per_second
-        size = f"{result.bytes_per_checkpoint:,.0f}" if result.bytes_per_checkpoint else "n/a"
+        size = (
+            f"{result.bytes_per_checkpoint:,.0f}"
+            if result.bytes_per_checkpoint
+            else "n/a"
+        )
         lines.append(
             f"| {result.name} | {result.runs_per_second:.1f} | {ratio:.2f}x | "
             + " | ".join(cells)
@@ -449,7 +493,9 @@ def render(results: list[Result], machine: list[str], args: argparse.Namespace) 
     return "\n".join(lines)
 
 
-def run_contender(contender: Contender, args: argparse.Namespace, runs_per_second: float) -> Result:
+def run_contender(
+    contender: Contender, args: argparse.Namespace, runs_per_second: float
+) -> Result:
     result = Result(contender.name, runs_per_second=runs_per_second)
     print(f"benchmarking {contender.name} ...", flush=True)
     try:
@@ -469,9 +515,14 @@ def run_contender(contender: Contender, args: argparse.Namespace, runs_per_secon
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200, help="graph runs per saver")
-    parser.add_argument("--ops", type=int, default=2000, help="calls per latency sample")
     parser.add_argument(
-        "--concurrent-runs", type=int, default=256, help="async runs per concurrency level"
+        "--ops", type=int, default=2000, help="calls per latency sample"
+    )
+    parser.add_argument(
+        "--concurrent-runs",
+        type=int,
+        default=256,
+        help="async runs per concurrency level",
     )
     parser.add_argument(
         "--output", type=Path, default=REPO_ROOT / "bench" / "results" / "checkpoint.md"

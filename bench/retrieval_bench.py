@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import platform
 import re
 import statistics
@@ -63,7 +64,9 @@ def ranked_records(index: KnowledgeIndex, query: str, mode: str) -> list[str]:
 
 def score_ranking(ranking: Sequence[str], relevant: set[str]) -> dict[str, float]:
     first = next((i for i, doc in enumerate(ranking) if doc in relevant), None)
-    gains = sum(1 / math.log2(i + 2) for i, doc in enumerate(ranking[:10]) if doc in relevant)
+    gains = sum(
+        1 / math.log2(i + 2) for i, doc in enumerate(ranking[:10]) if doc in relevant
+    )
     ideal = sum(1 / math.log2(i + 2) for i in range(min(len(relevant), 10)))
     return {
         "hit@1": float(bool(set(ranking[:1]) & relevant)),
@@ -75,12 +78,19 @@ def score_ranking(ranking: Sequence[str], relevant: set[str]) -> dict[str, float
     }
 
 
-def evaluate(index: KnowledgeIndex, queries: list[tuple[str, set[str]]], mode: str) -> dict[str, float]:
-    rows = [score_ranking(ranked_records(index, query, mode), relevant) for query, relevant in queries]
+def evaluate(
+    index: KnowledgeIndex, queries: list[tuple[str, set[str]]], mode: str
+) -> dict[str, float]:
+    rows = [
+        score_ranking(ranked_records(index, query, mode), relevant)
+        for query, relevant in queries
+    ]
     return {name: statistics.fmean(row[name] for row in rows) for name in rows[0]}
 
 
-def bench_tau_banking(data: Path, embedder: Embedder, work: Path) -> tuple[list[str], KnowledgeIndex]:
+def bench_tau_banking(
+    data: Path, embedder: Embedder, work: Path
+) -> tuple[list[str], KnowledgeIndex]:
     folder = data / "tau2" / "banking_knowledge"
     report = build_index(folder / "documents", work / "tau", embedder, progress=False)
     index = KnowledgeIndex.load(work / "tau", embedder)
@@ -98,14 +108,21 @@ def bench_tau_banking(data: Path, embedder: Embedder, work: Path) -> tuple[list[
         f"= **{report.embedded / report.seconds:.0f} chunks/s** (load, chunk, embed, write).",
         "",
     ]
-    ceiling = statistics.fmean(min(10, len(t["required_documents"])) / len(t["required_documents"]) for t in tasks)
+    ceiling = statistics.fmean(
+        min(10, len(t["required_documents"])) / len(t["required_documents"])
+        for t in tasks
+    )
     variants: list[tuple[str, Callable[[str], str]]] = [
         ("scenario (situation paragraphs)", scenario_query),
         ("full instructions", lambda text: text),
     ]
     for label, make_query in variants:
         queries = [
-            (make_query(t["user_scenario"]["instructions"]), set(t["required_documents"])) for t in tasks
+            (
+                make_query(t["user_scenario"]["instructions"]),
+                set(t["required_documents"]),
+            )
+            for t in tasks
         ]
         lines += [
             f"Query = {label}, mean {statistics.fmean(len(q) for q, _ in queries):.0f} characters.",
@@ -115,7 +132,9 @@ def bench_tau_banking(data: Path, embedder: Embedder, work: Path) -> tuple[list[
         ]
         for mode in MODES:
             m = evaluate(index, queries, mode)
-            lines.append(f"| {mode} | {m['recall@5']:.3f} | {m['recall@10']:.3f} | {m['MRR']:.3f} | {m['nDCG@10']:.3f} |")
+            lines.append(
+                f"| {mode} | {m['recall@5']:.3f} | {m['recall@10']:.3f} | {m['MRR']:.3f} | {m['nDCG@10']:.3f} |"
+            )
             print(f"tau {label} {mode} {m}", file=sys.stderr)
         lines.append("")
     lines += [
@@ -127,9 +146,12 @@ def bench_tau_banking(data: Path, embedder: Embedder, work: Path) -> tuple[list[
 
 
 def bench_stackfaq(data: Path, embedder: Embedder, work: Path) -> list[str]:
-    threads = json.loads((data / "faq" / "stackExchange-FAQ.json").read_text(encoding="utf-8"))["root"]["qapair"]
+    threads = json.loads(
+        (data / "faq" / "stackExchange-FAQ.json").read_text(encoding="utf-8")
+    )["root"]["qapair"]
     records = [
-        {"id": f"thread-{i}", "question": t["question"], "answer": t["answer"]} for i, t in enumerate(threads)
+        {"id": f"thread-{i}", "question": t["question"], "answer": t["answer"]}
+        for i, t in enumerate(threads)
     ]
     source = work / "faq-source"
     source.mkdir()
@@ -155,27 +177,35 @@ def bench_stackfaq(data: Path, embedder: Embedder, work: Path) -> list[str]:
     ]
     for mode in MODES:
         m = evaluate(index, queries, mode)
-        lines.append(f"| {mode} | {m['hit@1']:.3f} | {m['hit@5']:.3f} | {m['MRR']:.3f} | {m['nDCG@10']:.3f} |")
+        lines.append(
+            f"| {mode} | {m['hit@1']:.3f} | {m['hit@5']:.3f} | {m['MRR']:.3f} | {m['nDCG@10']:.3f} |"
+        )
         print(f"faq {mode} {m}", file=sys.stderr)
     lines += ["", "Published BM25 over question and answer: nDCG@10 0.783.", ""]
     return lines
 
 
-def bench_latency(source_index: KnowledgeIndex, embedder: Embedder, queries: list[str], work: Path) -> list[str]:
+def bench_latency(
+    source_index: KnowledgeIndex, embedder: Embedder, queries: list[str], work: Path
+) -> list[str]:
     base_dir = work / "tau"
     manifest = json.loads((base_dir / "manifest.json").read_text(encoding="utf-8"))
     data_dir = base_dir / manifest["data_dir"]
-    base_chunks = [json.loads(line) for line in (data_dir / "chunks.jsonl").read_text(encoding="utf-8").splitlines()]
+    base_chunks = [
+        json.loads(line)
+        for line in (data_dir / "chunks.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     base_vectors = np.load(data_dir / "vectors.npy", allow_pickle=False)
     lines = [
         "## Search latency",
         "",
         f"Indexes of N chunks made by repeating the τ-Banking chunks under distinct ids and "
         f"sources; {len(queries)} StackFAQ rephrasings as queries, after 10 warm-up queries. "
-        "`search` includes embedding the query; the embedding alone is shown apart.",
+        "`search` includes embedding the query; the embedding alone is shown apart. "
+        "CPU time sums both threads, so it can exceed wall time.",
         "",
-        "| chunks | search p50 ms | search p95 ms | of which query embedding p50 ms | search without embedding p95 ms |",
-        "| --- | --- | --- | --- | --- |",
+        "| chunks | search p50 ms | search p95 ms | search CPU time p50 / p95 ms | query embedding alone p50 ms | search without embedding p95 ms |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     embed_times = []
     for query in queries[:10] + queries:
@@ -189,7 +219,11 @@ def bench_latency(source_index: KnowledgeIndex, embedder: Embedder, queries: lis
             for record in base_chunks:
                 if len(records) == size:
                     break
-                clone = dict(record, id=f"{record['id']}-{copy}", source=f"copy{copy}/{record['source']}")
+                clone = dict(
+                    record,
+                    id=f"{record['id']}-{copy}",
+                    source=f"copy{copy}/{record['source']}",
+                )
                 clone["metadata"] = dict(record["metadata"], source=clone["source"])
                 records.append(clone)
         vectors = np.tile(base_vectors, (math.ceil(size / len(base_vectors)), 1))[:size]
@@ -197,13 +231,19 @@ def bench_latency(source_index: KnowledgeIndex, embedder: Embedder, queries: lis
         _write_index(target, records, vectors, embedder, ChunkingConfig(), {})
         index = KnowledgeIndex.load(target, embedder)
         cached = {query: embedder.embed([query]) for query in queries}
-        times, bare = [], []
+        times, bare, cpu = [], [], []
         for query in queries[:10] + queries:
             started = time.perf_counter()
+            cpu_started = time.process_time()
             index.search(query, k=4)
             times.append((time.perf_counter() - started) * 1000)
+            cpu.append((time.process_time() - cpu_started) * 1000)
         real_embed = embedder.embed
-        embedder.embed = lambda texts: cached[texts[0]] if len(texts) == 1 and texts[0] in cached else real_embed(texts)
+        embedder.embed = lambda texts: (
+            cached[texts[0]]
+            if len(texts) == 1 and texts[0] in cached
+            else real_embed(texts)
+        )
         try:
             for query in queries[:10] + queries:
                 started = time.perf_counter()
@@ -211,9 +251,10 @@ def bench_latency(source_index: KnowledgeIndex, embedder: Embedder, queries: lis
                 bare.append((time.perf_counter() - started) * 1000)
         finally:
             del embedder.embed
-        times, bare = times[10:], bare[10:]
+        times, bare, cpu = times[10:], bare[10:], cpu[10:]
         lines.append(
             f"| {size:,} | {np.percentile(times, 50):.1f} | {np.percentile(times, 95):.1f} | "
+            f"{np.percentile(cpu, 50):.1f} / {np.percentile(cpu, 95):.1f} | "
             f"{np.percentile(embed_times, 50):.1f} | {np.percentile(bare, 95):.1f} |"
         )
         print(lines[-1], file=sys.stderr)
@@ -231,19 +272,27 @@ def machine_description() -> str:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    import os
-
     return (
         f"{model}, {os.cpu_count()} cores visible, torch {torch.__version__} with "
-        f"{torch.get_num_threads()} threads, Python {platform.python_version()}"
+        f"{torch.get_num_threads()} threads, Python {platform.python_version()}, "
+        f"1-minute load average {os.getloadavg()[0]:.1f} at start"
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="shared data folder")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/retrieval.md"), help="Markdown results file")
-    parser.add_argument("--skip-latency", action="store_true", help="skip the 1k/10k/100k latency runs")
+    parser.add_argument(
+        "--data", type=Path, default=Path("../shared/data"), help="shared data folder"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench/results/retrieval.md"),
+        help="Markdown results file",
+    )
+    parser.add_argument(
+        "--skip-latency", action="store_true", help="skip the 1k/10k/100k latency runs"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
@@ -263,10 +312,24 @@ def main(argv: list[str] | None = None) -> int:
         lines += tau_lines
         lines += bench_stackfaq(args.data, embedder, work)
         if not args.skip_latency:
-            threads = json.loads((args.data / "faq" / "stackExchange-FAQ.json").read_text(encoding="utf-8"))
-            queries = [r for t in threads["root"]["qapair"] for r in t["rephr"] if r and re.search(r"\w", r)]
+            threads = json.loads(
+                (args.data / "faq" / "stackExchange-FAQ.json").read_text(
+                    encoding="utf-8"
+                )
+            )
+            queries = [
+                r
+                for t in threads["root"]["qapair"]
+                for r in t["rephr"]
+                if r and re.search(r"\w", r)
+            ]
             lines += bench_latency(tau_index, embedder, queries[:LATENCY_QUERIES], work)
-    lines.append(f"Total benchmark runtime: {time.perf_counter() - started:.0f} s.")
+    lines.append(
+        f"Total benchmark runtime: {time.perf_counter() - started:.0f} s; "
+        f"1-minute load average {os.getloadavg()[0]:.1f} at the end. The machine is shared, "
+        "so a load average above 2 means other processes competed for the 2 cores and "
+        "wall-clock numbers are pessimistic."
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))

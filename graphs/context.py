@@ -22,11 +22,11 @@ from warden.policy import PolicyEngine
 class SupportContext:
     """Services for one run: the store the tools act on, retrieval, model, policy."""
 
-    store: Any
+    store: Any = None
     """Runs tools: ``call(tool, arguments, *, idempotency_key=None)``."""
-    tools: Mapping[str, ToolSpec]
-    chat_model: BaseChatModel
-    policy: PolicyEngine
+    tools: Mapping[str, ToolSpec] | None = None
+    chat_model: BaseChatModel | None = None
+    policy: PolicyEngine | None = None
     index: Any | None = None
     """A ``KnowledgeIndex``; ``None`` answers without retrieved chunks."""
     retrieval_k: int = 4
@@ -49,8 +49,12 @@ _default_context: SupportContext | None = None
 
 
 def resolve_context(context: Any) -> SupportContext:
-    """Return ``context`` if a host injected one, else the process's default services."""
-    if isinstance(context, SupportContext):
+    """Return ``context`` if a host injected one, else the process's default services.
+
+    LangGraph builds an empty ``SupportContext`` when a run carries no context
+    (``langgraph dev`` does this), so a context without a store counts as none.
+    """
+    if isinstance(context, SupportContext) and context.store is not None:
         return context
     global _default_context
     with _default_lock:

@@ -41,6 +41,7 @@ from warden.actions import (
 from warden.approvals import APPROVAL_INTERRUPT_TYPE, APPROVING, validate_decisions
 from warden.errors import ApprovalExpiredError, ResumeError
 from warden.governance import clear_for_execution, record_outcome, register_requests, run_action
+from warden.history import render_history
 from warden.models import StructuredOutputError
 from warden.policy import AUTH_LOOKUPS
 
@@ -79,6 +80,15 @@ def _authentication_step(entities: Entities) -> PlanStep | None:
             why="authenticate the customer with the name and zip code they gave",
         )
     return None
+
+
+def _earlier_messages(state: SupportState) -> list[Any]:
+    """Return the messages of earlier turns: everything before the newest customer message."""
+    messages = list(state.get("messages", []))
+    for index in range(len(messages) - 1, -1, -1):
+        if isinstance(messages[index], HumanMessage):
+            return messages[:index]
+    return []
 
 
 def _last_customer_text(state: SupportState) -> str:
@@ -259,6 +269,7 @@ def plan_actions(state: SupportState, runtime: Runtime[SupportContext]) -> dict[
     prompt = PLAN_PROMPT.format(
         tools=_describe_tools(dict(context.tools)),
         knowledge=_render_knowledge(retrieved),
+        history=render_history(_earlier_messages(state)),
         message=_last_customer_text(state),
         facts=_render_facts(state),
         feedback="",
@@ -525,7 +536,7 @@ def execute_actions(state: SupportState, runtime: Runtime[SupportContext], confi
     notes = list(state.get("notes", []))
     executed, used_decisions = [], {}
     for action in state.get("pending", []):
-        clearance = clear_for_execution(context, action, decisions.get(action.action_id), customer_id)
+        clearance = clear_for_execution(context, action, decisions.get(action.action_id), customer_id, thread_id)
         decision = clearance.decision
         reviewer = decision.reviewer if decision else None
         if clearance.status is None:
@@ -581,9 +592,13 @@ def respond(state: SupportState, runtime: Runtime[SupportContext]) -> dict[str, 
         outcomes=_render_outcomes(state),
     )
     text = ""
+    message_id = None
     for chunk in context.chat_model.stream([HumanMessage(prompt)]):
         text += chunk.text if hasattr(chunk, "text") else str(chunk.content)
-    return {"answer": text, "messages": [AIMessage(content=text)]}
+        message_id = message_id or chunk.id
+    # The final message keeps the streamed chunks' id: LangGraph's message
+    # stream then knows it was already sent and does not send it a second time.
+    return {"answer": text, "messages": [AIMessage(content=text, id=message_id)]}
 
 
 def route_after_plan(state: SupportState) -> Literal["run_lookups", "respond"]:

@@ -19,16 +19,51 @@ def _parser() -> argparse.ArgumentParser:
         "Unchanged files are reused, changed files re-embedded, missing files removed.",
     )
     parser.add_argument(
-        "--source", action="append", required=True, type=Path, metavar="PATH",
+        "--source",
+        action="append",
+        required=True,
+        type=Path,
+        metavar="PATH",
         help="file or folder to ingest; repeat for several (Markdown, text, HTML, PDF, JSON, JSONL, CSV)",
     )
-    parser.add_argument("--index", required=True, type=Path, metavar="DIR", help="index folder to create or update")
-    parser.add_argument("--text-field", action="append", metavar="NAME", help="JSON/CSV field holding the text (default: content, text, body, answer, description)")
-    parser.add_argument("--title-field", action="append", metavar="NAME", help="JSON/CSV field holding the title (default: title, question, subject, name)")
-    parser.add_argument("--id-field", action="append", metavar="NAME", help="JSON/CSV field holding the record id (default: id, doc_id, article_id, ticket_id)")
-    parser.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS, metavar="N", help=f"maximum chunk length in characters (default {DEFAULT_MAX_CHARS})")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument(
+        "--index",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="index folder to create or update",
+    )
+    parser.add_argument(
+        "--text-field",
+        action="append",
+        metavar="NAME",
+        help="JSON/CSV field holding the text (default: content, text, body, answer, description)",
+    )
+    parser.add_argument(
+        "--title-field",
+        action="append",
+        metavar="NAME",
+        help="JSON/CSV field holding the title (default: title, question, subject, name)",
+    )
+    parser.add_argument(
+        "--id-field",
+        action="append",
+        metavar="NAME",
+        help="JSON/CSV field holding the record id (default: id, doc_id, article_id, ticket_id)",
+    )
+    parser.add_argument(
+        "--max-chars",
+        type=int,
+        default=DEFAULT_MAX_CHARS,
+        metavar="N",
+        help=f"maximum chunk length in characters (default {DEFAULT_MAX_CHARS})",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="hide the progress bars"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log at INFO level"
+    )
     return parser
 
 
@@ -39,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s %(message)s",
     )
     if args.max_chars < 100:
-        print(f"error: --max-chars must be at least 100, got {args.max_chars}", file=sys.stderr)
+        print(
+            f"error: --max-chars must be at least 100, got {args.max_chars}",
+            file=sys.stderr,
+        )
         return 2
     missing = [str(path) for path in args.source if not path.exists()]
     if missing:

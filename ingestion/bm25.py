@@ -41,7 +41,11 @@ def tokenize(text: str) -> list[str]:
             continue
         if len(token) > 4 and token.endswith("ies"):
             token = token[:-3] + "y"
-        elif len(token) > 3 and token.endswith("s") and not token.endswith(("ss", "us", "is")):
+        elif (
+            len(token) > 3
+            and token.endswith("s")
+            and not token.endswith(("ss", "us", "is"))
+        ):
             token = token[:-1]
         tokens.append(token)
     return tokens
@@ -75,8 +79,12 @@ class BM25Index:
         offset = 0
         for term, term_id in vocabulary.items():
             entries = postings[term]
-            ids = np.fromiter((d for d, _ in entries), dtype=np.int32, count=len(entries))
-            tf = np.fromiter((f for _, f in entries), dtype=np.float64, count=len(entries))
+            ids = np.fromiter(
+                (d for d, _ in entries), dtype=np.int32, count=len(entries)
+            )
+            tf = np.fromiter(
+                (f for _, f in entries), dtype=np.float64, count=len(entries)
+            )
             # The "+ 1" inside the log (Lucene's variant) keeps idf positive for
             # terms in more than half of the chunks.
             idf = np.log(1.0 + (n - len(entries) + 0.5) / (len(entries) + 0.5))
@@ -106,10 +114,21 @@ class BM25Index:
         np.save(folder / "bm25_weights.npy", self.weights, allow_pickle=False)
         terms = sorted(self.vocabulary, key=self.vocabulary.__getitem__)
         (folder / "bm25_vocabulary.json").write_text(
-            json.dumps({"tokenizer_version": TOKENIZER_VERSION, "size": self.size, "terms": terms}),
+            json.dumps(
+                {
+                    "tokenizer_version": TOKENIZER_VERSION,
+                    "size": self.size,
+                    "terms": terms,
+                }
+            ),
             encoding="utf-8",
         )
-        return ["bm25_indptr.npy", "bm25_doc_ids.npy", "bm25_weights.npy", "bm25_vocabulary.json"]
+        return [
+            "bm25_indptr.npy",
+            "bm25_doc_ids.npy",
+            "bm25_weights.npy",
+            "bm25_vocabulary.json",
+        ]
 
     @classmethod
     def load(cls, folder: Path) -> "BM25Index":
@@ -124,5 +143,7 @@ class BM25Index:
         doc_ids = np.load(folder / "bm25_doc_ids.npy", allow_pickle=False)
         weights = np.load(folder / "bm25_weights.npy", allow_pickle=False)
         if len(indptr) != len(vocabulary) + 1 or len(doc_ids) != len(weights):
-            raise ValueError("BM25 arrays do not match the vocabulary; rebuild the index")
+            raise ValueError(
+                "BM25 arrays do not match the vocabulary; rebuild the index"
+            )
         return cls(vocabulary, indptr, doc_ids, weights, int(meta["size"]))

@@ -3,7 +3,6 @@ build, chunk and embed what changed, then write a new index atomically."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -74,7 +73,7 @@ def run_build(
     previous = _read_previous(index_dir, embedder, chunking)
     report = IngestReport(index_dir=index_dir)
 
-    kept: dict[str, list[dict]] = {}
+    kept_chunks: dict[str, list[dict]] = {}
     new_chunks: dict[str, list[Chunk]] = {}
     file_entries: dict[str, dict] = {}
     statuses: dict[str, tuple[str, str | None]] = {}
@@ -87,7 +86,7 @@ def run_build(
         seen_digests[digest] = source.key
         old = previous.files.get(source.key)
         if old is not None and old["sha256"] == digest:
-            kept[source.key] = previous.chunks_by_source.get(source.key, [])
+            kept_chunks[source.key] = previous.chunks_by_source.get(source.key, [])
             file_entries[source.key] = old
             statuses[source.key] = ("unchanged", None)
             continue
@@ -106,25 +105,30 @@ def run_build(
             statuses[source.key] = ("skipped", reason)
             continue
         new_chunks[source.key] = chunks
-        file_entries[source.key] = {"sha256": digest, "size": source.path.stat().st_size}
+        file_entries[source.key] = {
+            "sha256": digest,
+            "size": source.path.stat().st_size,
+        }
         status = "updated" if old is not None else "added"
         statuses[source.key] = (status, "; ".join(notes) or None)
 
     embedded = _embed_chunks(
-        [chunk for chunks in new_chunks.values() for chunk in chunks], embedder, progress
+        [chunk for chunks in new_chunks.values() for chunk in chunks],
+        embedder,
+        progress,
     )
     records: list[dict] = []
     vectors: list[np.ndarray] = []
-    for key in sorted(set(kept) | set(new_chunks)):
-        if key in kept:
-            for record in kept[key]:
+    for key in sorted(set(kept_chunks) | set(new_chunks)):
+        if key in kept_chunks:
+            for record in kept_chunks[key]:
                 records.append(record)
                 vectors.append(previous.vectors[record["id"]])
         else:
             for chunk in new_chunks[key]:
                 records.append(_chunk_record(chunk))
                 vectors.append(embedded[chunk.chunk_id])
-        file_entries[key]["chunks"] = len(kept.get(key) or new_chunks[key])
+        file_entries[key]["chunks"] = len(kept_chunks.get(key) or new_chunks[key])
 
     matrix = (
         np.vstack(vectors).astype(np.float32, copy=False)
@@ -135,22 +139,31 @@ def run_build(
 
     for source in files:
         status, reason = statuses[source.key]
-        chunk_count = file_entries[source.key]["chunks"] if source.key in file_entries else 0
+        chunk_count = (
+            file_entries[source.key]["chunks"] if source.key in file_entries else 0
+        )
         report.files.append(FileReport(source.key, status, reason, chunk_count))
     current = {source.key for source in files}
     for key in sorted(set(previous.files) - current):
-        report.files.append(FileReport(key, "removed", "no longer under the sources", 0))
+        report.files.append(
+            FileReport(key, "removed", "no longer under the sources", 0)
+        )
     report.chunk_count = len(records)
     report.embedded = len(embedded)
     report.seconds = time.perf_counter() - started
     logger.info(
         "index built dir=%s chunks=%d embedded=%d seconds=%.1f",
-        index_dir, report.chunk_count, report.embedded, report.seconds,
+        index_dir,
+        report.chunk_count,
+        report.embedded,
+        report.seconds,
     )
     return report
 
 
-def discover_files(sources: list[Path], *, exclude: Path | None = None) -> list[_SourceFile]:
+def discover_files(
+    sources: list[Path], *, exclude: Path | None = None
+) -> list[_SourceFile]:
     """List the files under ``sources`` with their relative keys, sorted by key.
 
     Hidden files and folders (names starting with ``.``) and anything inside
@@ -170,7 +183,10 @@ def discover_files(sources: list[Path], *, exclude: Path | None = None) -> list[
             candidates = []
             for path in sorted(root.rglob("*")):
                 relative = path.relative_to(root)
-                if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+                if (
+                    any(part.startswith(".") for part in relative.parts)
+                    or not path.is_file()
+                ):
                     continue
                 if excluded is not None and path.resolve().is_relative_to(excluded):
                     continue
@@ -219,7 +235,11 @@ def deduplicate_chunks(chunks: list[Chunk]) -> tuple[list[Chunk], int]:
             by_id[chunk.chunk_id] = chunk
         elif first.text != chunk.text or first.metadata != chunk.metadata:
             record = chunk.metadata.get("record_id")
-            where = f"record id {record!r}" if record is not None else f"heading {chunk.heading!r}"
+            where = (
+                f"record id {record!r}"
+                if record is not None
+                else f"heading {chunk.heading!r}"
+            )
             raise DuplicateChunkError(
                 f"{where} occurs twice with different content (chunk id {chunk.chunk_id}); "
                 "give each record a unique id"
@@ -227,11 +247,15 @@ def deduplicate_chunks(chunks: list[Chunk]) -> tuple[list[Chunk], int]:
     return list(by_id.values()), len(chunks) - len(by_id)
 
 
-def _embed_chunks(chunks: list[Chunk], embedder: Embedder, progress: bool) -> dict[str, np.ndarray]:
+def _embed_chunks(
+    chunks: list[Chunk], embedder: Embedder, progress: bool
+) -> dict[str, np.ndarray]:
     vectors: dict[str, np.ndarray] = {}
     if not chunks:
         return vectors
-    with tqdm(total=len(chunks), desc="embedding", unit="chunk", disable=not progress) as bar:
+    with tqdm(
+        total=len(chunks), desc="embedding", unit="chunk", disable=not progress
+    ) as bar:
         for start in range(0, len(chunks), EMBED_BATCH_SIZE):
             batch = chunks[start : start + EMBED_BATCH_SIZE]
             matrix = embedder.embed([chunk.indexed_text() for chunk in batch])
@@ -261,10 +285,14 @@ def _chunk_record(chunk: Chunk) -> dict:
 def indexed_text(record: dict) -> str:
     """Rebuild :meth:`Chunk.indexed_text` from a stored chunk record."""
     heading = " > ".join(record["heading_path"])
-    return "\n".join(part for part in (record["title"], heading, record["text"]) if part)
+    return "\n".join(
+        part for part in (record["title"], heading, record["text"]) if part
+    )
 
 
-def _read_previous(index_dir: Path, embedder: Embedder, chunking: ChunkingConfig) -> _Previous:
+def _read_previous(
+    index_dir: Path, embedder: Embedder, chunking: ChunkingConfig
+) -> _Previous:
     empty = _Previous({}, {}, {})
     if not index_dir.exists():
         return empty
@@ -273,14 +301,16 @@ def _read_previous(index_dir: Path, embedder: Embedder, chunking: ChunkingConfig
     if not (index_dir / MANIFEST_NAME).exists():
         if any(index_dir.iterdir()):
             raise IndexFormatError(
-                f"{str(index_dir)!r} is not empty and holds no {MANIFEST_NAME}; "
+                f"{str(index_dir)!r} is not empty and contains no {MANIFEST_NAME}; "
                 "choose an empty or new folder for the index"
             )
         return empty
     manifest = _read_manifest(index_dir)
     _check_embedder(manifest, embedder, index_dir)
     if manifest.get("chunking") != chunking.as_dict():
-        logger.info("chunking settings changed; re-chunking every file dir=%s", index_dir)
+        logger.info(
+            "chunking settings changed; re-chunking every file dir=%s", index_dir
+        )
         return _Previous({}, {}, {})
     chunks, vectors = _read_data(index_dir, manifest)
     by_source: dict[str, list[dict]] = {}
@@ -315,7 +345,9 @@ def _write_index(
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         np.save(staging / VECTORS_NAME, vectors, allow_pickle=False)
         written = [CHUNKS_NAME, VECTORS_NAME]
-        written += BM25Index.build([indexed_text(record) for record in records]).save(staging)
+        written += BM25Index.build([indexed_text(record) for record in records]).save(
+            staging
+        )
         for name in written:
             _fsync(staging / name)
         os.rename(staging, index_dir / data_name)
@@ -332,19 +364,25 @@ def _write_index(
         "chunking": chunking.as_dict(),
         "bm25": {"k1": K1, "b": B, "tokenizer_version": TOKENIZER_VERSION},
         "data_dir": data_name,
-        "data_files": {name: file_sha256(index_dir / data_name / name) for name in written},
+        "data_files": {
+            name: file_sha256(index_dir / data_name / name) for name in written
+        },
         "files": files,
     }
     manifest_tmp = index_dir / f".tmp-{MANIFEST_NAME}"
-    manifest_tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+    manifest_tmp.write_text(
+        json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8"
+    )
     _fsync(manifest_tmp)
     os.replace(manifest_tmp, index_dir / MANIFEST_NAME)
     _fsync(index_dir)
     # NOTE: a reader that read the old manifest just before the swap can find
-    # its data folder gone; it then fails with IndexFormatError and must retry.
+    # its data folder gone. It then fails with IndexFormatError and must retry.
     for stale in index_dir.iterdir():
-        if stale.name != data_name and stale.is_dir() and (
-            stale.name.startswith("data-") or stale.name.startswith(".tmp-")
+        if (
+            stale.name != data_name
+            and stale.is_dir()
+            and (stale.name.startswith("data-") or stale.name.startswith(".tmp-"))
         ):
             shutil.rmtree(stale, ignore_errors=True)
 

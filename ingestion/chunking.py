@@ -52,13 +52,19 @@ class Chunk:
         return "\n".join(part for part in parts if part)
 
 
-def make_chunk_id(source: str, record_id: str | None, heading_path: tuple[str, ...], ordinal: int) -> str:
+def make_chunk_id(
+    source: str, record_id: str | None, heading_path: tuple[str, ...], ordinal: int
+) -> str:
     """Hash the chunk's position into a 20-hex-digit id, stable across runs."""
-    key = "\x1f".join([source, record_id or "", "\x1e".join(heading_path), str(ordinal)])
+    key = "\x1f".join(
+        [source, record_id or "", "\x1e".join(heading_path), str(ordinal)]
+    )
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
 
 
-def chunk_document(source: str, document: Document, config: ChunkingConfig = ChunkingConfig()) -> list[Chunk]:
+def chunk_document(
+    source: str, document: Document, config: ChunkingConfig = ChunkingConfig()
+) -> list[Chunk]:
     """Split a document's sections into chunks of at most ``config.max_chars``."""
     ordinals: defaultdict[tuple[str, ...], int] = defaultdict(int)
     chunks = []
@@ -75,7 +81,9 @@ def chunk_document(source: str, document: Document, config: ChunkingConfig = Chu
             }
             chunks.append(
                 Chunk(
-                    make_chunk_id(source, document.record_id, section.heading_path, ordinal),
+                    make_chunk_id(
+                        source, document.record_id, section.heading_path, ordinal
+                    ),
                     source,
                     document.title,
                     section.heading_path,

@@ -21,8 +21,10 @@ _BOMS = (
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
 # Control bytes other than tab, newline, vertical tab, form feed and carriage
-# return; text files practically never hold them, binary files nearly always do.
-_CONTROL_BYTES = frozenset(range(0x00, 0x09)) | {0x0E, 0x0F} | frozenset(range(0x10, 0x20))
+# return. Text files practically never contain them, binary files nearly always do.
+_CONTROL_BYTES = (
+    frozenset(range(0x00, 0x09)) | {0x0E, 0x0F} | frozenset(range(0x10, 0x20))
+)
 _MAX_CONTROL_RATIO = 0.01
 
 
@@ -64,7 +66,7 @@ def decode_bytes(data: bytes) -> DecodedText:
     except UnicodeDecodeError as exc:
         first_bad = exc.start
     # Bytes 0x80-0x9F are C1 controls in Latin-1 but curly quotes and dashes in
-    # cp1252, so their presence means the file came from a Windows editor.
+    # cp1252, so their presence points to the Windows code page.
     if any(0x80 <= byte <= 0x9F for byte in data):
         try:
             text = data.decode("cp1252")

@@ -18,9 +18,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_BATCH_SIZE = 32
-# The target machines have 2 cores; more torch threads than cores only adds
-# contention with the BLAS calls of the search path.
-MAX_TORCH_THREADS = 2
 
 
 @runtime_checkable
@@ -46,7 +43,8 @@ class SentenceTransformerEmbedder:
         batch_size: int = DEFAULT_BATCH_SIZE,
         threads: int | None = None,
     ) -> None:
-        # Set before sentence_transformers is imported so no code path asks a hub.
+        # huggingface_hub reads these when first imported, so they only help if
+        # set before that; local_files_only=True below covers the other case.
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
         import torch
@@ -57,7 +55,9 @@ class SentenceTransformerEmbedder:
                 f"no sentence-transformers model in {str(model_dir)!r}: "
                 "modules.json is missing; reinstall the model package"
             )
-        torch.set_num_threads(threads or min(MAX_TORCH_THREADS, os.cpu_count() or 1))
+        # torch defaults to the host's core count, which in a container can
+        # exceed the CPUs this process may use.
+        torch.set_num_threads(threads or len(os.sched_getaffinity(0)) or 1)
         self._model = SentenceTransformer(
             str(model_dir), device="cpu", local_files_only=True
         )

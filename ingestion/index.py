@@ -1,9 +1,9 @@
 """The knowledge index: hybrid dense + BM25 retrieval and its incremental, atomic build.
 
-On disk an index is a folder holding ``manifest.json`` and one ``data-<id>``
-folder of JSON and ``.npy`` files. A build writes a new data folder, then
-swaps the manifest with ``os.replace``; a reader therefore sees either the old
-index or the new one, never a mix.
+On disk an index is a folder containing ``manifest.json`` and one
+``data-<id>`` folder of JSON and ``.npy`` files. A build writes a new data
+folder and then swaps the manifest with ``os.replace``. A reader therefore
+sees either the old index or the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -92,7 +92,10 @@ class IngestReport:
 
     @property
     def totals(self) -> dict[str, int]:
-        counts = {status: 0 for status in ("added", "updated", "unchanged", "removed", "skipped")}
+        counts = {
+            status: 0
+            for status in ("added", "updated", "unchanged", "removed", "skipped")
+        }
         for entry in self.files:
             counts[entry.status] += 1
         return counts
@@ -176,7 +179,7 @@ class KnowledgeIndex:
 
         ``filters`` maps a metadata key (``source``, ``format``, ``page``,
         ``record_id``, ``title`` or a record field) to a value or a list of
-        accepted values; a chunk must match every key. A chunk is returned
+        accepted values. A chunk must match every key. A chunk is returned
         only if it shares a keyword with the query or its cosine similarity
         is at least ``min_dense_similarity``, so an unrelated query can
         return fewer than ``k`` hits or none.
@@ -194,7 +197,9 @@ class KnowledgeIndex:
         if mmr_lambda is not None and not 0.0 <= mmr_lambda <= 1.0:
             raise ValueError(f"mmr_lambda must be within [0, 1], got {mmr_lambda!r}")
         if mode not in _RETRIEVER_WEIGHTS:
-            raise ValueError(f"mode must be one of {sorted(_RETRIEVER_WEIGHTS)}, got {mode!r}")
+            raise ValueError(
+                f"mode must be one of {sorted(_RETRIEVER_WEIGHTS)}, got {mode!r}"
+            )
         if not self._chunks or not query.strip():
             return []
         allowed = self._filter_rows(filters) if filters else None
@@ -211,8 +216,14 @@ class KnowledgeIndex:
         depth = max(CANDIDATES_PER_RETRIEVER, k)
         dense_weight, keyword_weight = _RETRIEVER_WEIGHTS[mode]
         for weight, ranked in (
-            (dense_weight, _top_rows(dense, depth, floor=-np.inf) if dense_weight else []),
-            (keyword_weight, _top_rows(keyword, depth, floor=0.0) if keyword_weight else []),
+            (
+                dense_weight,
+                _top_rows(dense, depth, floor=-np.inf) if dense_weight else [],
+            ),
+            (
+                keyword_weight,
+                _top_rows(keyword, depth, floor=0.0) if keyword_weight else [],
+            ),
         ):
             for rank, row in enumerate(ranked):
                 fused[row] = fused.get(row, 0.0) + weight / (RRF_K + rank + 1)
@@ -226,7 +237,9 @@ class KnowledgeIndex:
             relevant = self._mmr(relevant, k, mmr_lambda)
         return [self._hit(row, score) for score, row in relevant[:k]]
 
-    def _mmr(self, ranked: list[tuple[float, int]], k: int, mmr_lambda: float) -> list[tuple[float, int]]:
+    def _mmr(
+        self, ranked: list[tuple[float, int]], k: int, mmr_lambda: float
+    ) -> list[tuple[float, int]]:
         """Greedily pick ``k`` of ``ranked`` by maximal marginal relevance."""
         if not ranked:
             return ranked
@@ -277,9 +290,17 @@ class KnowledgeIndex:
         for key, expected in filters.items():
             rows_by_value = self._rows_by_value(key)
             if not rows_by_value:
-                known = sorted({name for chunk in self._chunks for name in chunk["metadata"]})
-                raise ValueError(f"unknown filter key {key!r}; metadata keys are {known}")
-            accepted = expected if isinstance(expected, (list, tuple, set, frozenset)) else [expected]
+                known = sorted(
+                    {name for chunk in self._chunks for name in chunk["metadata"]}
+                )
+                raise ValueError(
+                    f"unknown filter key {key!r}; metadata keys are {known}"
+                )
+            accepted = (
+                expected
+                if isinstance(expected, (list, tuple, set, frozenset))
+                else [expected]
+            )
             mask = np.zeros(len(self._chunks), dtype=bool)
             for value in accepted:
                 rows = rows_by_value.get(_hashable(value))
@@ -301,7 +322,8 @@ class KnowledgeIndex:
                 for item in values:
                     collected.setdefault(_hashable(item), []).append(row)
             self._value_rows[key] = {
-                value: np.array(rows, dtype=np.int64) for value, rows in collected.items()
+                value: np.array(rows, dtype=np.int64)
+                for value, rows in collected.items()
             }
         return self._value_rows[key]
 
@@ -340,13 +362,17 @@ def build_index(
 
     Raises:
         FileNotFoundError: a source path does not exist.
-        IndexFormatError: ``index_dir`` holds files this package did not write.
+        IndexFormatError: ``index_dir`` contains files this package did not write.
         EmbedderMismatchError: ``index_dir`` was built with another embedder.
         IngestionError: two sources map to the same relative path.
     """
     from ingestion.building import run_build
 
-    paths = [Path(sources)] if isinstance(sources, (str, Path)) else [Path(s) for s in sources]
+    paths = (
+        [Path(sources)]
+        if isinstance(sources, (str, Path))
+        else [Path(s) for s in sources]
+    )
     return run_build(
         paths,
         Path(index_dir),
@@ -360,7 +386,9 @@ def build_index(
 def _read_manifest(index_dir: Path) -> dict:
     manifest_path = index_dir / MANIFEST_NAME
     if not index_dir.is_dir():
-        raise IndexFormatError(f"index folder {str(index_dir)!r} not found; build it first")
+        raise IndexFormatError(
+            f"index folder {str(index_dir)!r} not found; build it first"
+        )
     if not manifest_path.is_file():
         raise IndexFormatError(
             f"{str(index_dir)!r} is not a knowledge index: {MANIFEST_NAME} is missing; "
@@ -369,7 +397,9 @@ def _read_manifest(index_dir: Path) -> dict:
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IndexFormatError(f"{str(manifest_path)!r} is not valid JSON: {exc}") from None
+        raise IndexFormatError(
+            f"{str(manifest_path)!r} is not valid JSON: {exc}"
+        ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise IndexFormatError(
             f"{str(manifest_path)!r} is not a {FORMAT_NAME} manifest; "
@@ -382,13 +412,18 @@ def _read_manifest(index_dir: Path) -> dict:
         )
     data_dir = manifest.get("data_dir")
     if not isinstance(data_dir, str) or not _DATA_DIR_PATTERN.match(data_dir):
-        raise IndexFormatError(f"invalid data_dir {data_dir!r} in {str(manifest_path)!r}")
+        raise IndexFormatError(
+            f"invalid data_dir {data_dir!r} in {str(manifest_path)!r}"
+        )
     return manifest
 
 
 def _check_embedder(manifest: dict, embedder: Embedder, index_dir: Path) -> None:
     built = manifest.get("embedder") or {}
-    if built.get("name") != embedder.name or built.get("dimension") != embedder.dimension:
+    if (
+        built.get("name") != embedder.name
+        or built.get("dimension") != embedder.dimension
+    ):
         raise EmbedderMismatchError(
             f"index {str(index_dir)!r} was built with embedder {built.get('name')!r} "
             f"(dimension {built.get('dimension')}), but the given embedder is "
@@ -402,7 +437,9 @@ def _read_data(index_dir: Path, manifest: dict) -> tuple[list[dict], np.ndarray]
     for name, expected in manifest.get("data_files", {}).items():
         path = data_dir / name
         if not path.is_file():
-            raise IndexFormatError(f"index data file {str(path)!r} is missing; rebuild the index")
+            raise IndexFormatError(
+                f"index data file {str(path)!r} is missing; rebuild the index"
+            )
         if file_sha256(path) != expected:
             raise IndexFormatError(
                 f"index data file {str(path)!r} does not match its checksum; rebuild the index"
@@ -412,9 +449,15 @@ def _read_data(index_dir: Path, manifest: dict) -> tuple[list[dict], np.ndarray]
         with open(data_dir / CHUNKS_NAME, encoding="utf-8") as handle:
             chunks = [json.loads(line) for line in handle]
     except (OSError, ValueError) as exc:
-        raise IndexFormatError(f"cannot read index data in {str(data_dir)!r}: {exc}") from None
+        raise IndexFormatError(
+            f"cannot read index data in {str(data_dir)!r}: {exc}"
+        ) from None
     expected_shape = (manifest.get("chunk_count"), manifest["embedder"]["dimension"])
-    if vectors.dtype != np.float32 or vectors.shape != expected_shape or len(chunks) != expected_shape[0]:
+    if (
+        vectors.dtype != np.float32
+        or vectors.shape != expected_shape
+        or len(chunks) != expected_shape[0]
+    ):
         raise IndexFormatError(
             f"index data in {str(data_dir)!r} has {len(chunks)} chunks and vectors "
             f"{vectors.shape} {vectors.dtype}, expected {expected_shape} float32"

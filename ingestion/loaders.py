@@ -86,11 +86,11 @@ def load_file(path: Path, *, record_fields: RecordFields | None = None) -> Loade
     decoded = decode_bytes(data)
     notes = [decoded.note] if decoded.note else []
     if suffix in MARKDOWN_SUFFIXES:
-        documents = [_markdown_document(decoded.text, path.stem, {"format": "markdown"})]
-    elif suffix in TEXT_SUFFIXES:
         documents = [
-            Document(path.stem, [Section(decoded.text)], {"format": "text"})
+            _markdown_document(decoded.text, path.stem, {"format": "markdown"})
         ]
+    elif suffix in TEXT_SUFFIXES:
+        documents = [Document(path.stem, [Section(decoded.text)], {"format": "text"})]
     elif suffix in HTML_SUFFIXES:
         documents = [_html_document(decoded.text, path.stem)]
     elif suffix in RECORD_SUFFIXES:
@@ -179,9 +179,30 @@ class _HtmlSectionParser(HTMLParser):
     _SKIPPED = frozenset({"script", "style", "noscript", "template", "svg", "head"})
     _BLOCKS = frozenset(
         {
-            "p", "div", "br", "li", "ul", "ol", "tr", "table", "section",
-            "article", "main", "header", "footer", "pre", "blockquote", "dd",
-            "dt", "dl", "hr", "form", "figure", "figcaption", "aside", "nav",
+            "p",
+            "div",
+            "br",
+            "li",
+            "ul",
+            "ol",
+            "tr",
+            "table",
+            "section",
+            "article",
+            "main",
+            "header",
+            "footer",
+            "pre",
+            "blockquote",
+            "dd",
+            "dt",
+            "dl",
+            "hr",
+            "form",
+            "figure",
+            "figcaption",
+            "aside",
+            "nav",
         }
     )
     _HEADINGS = {f"h{level}": level for level in range(1, 7)}
@@ -326,9 +347,18 @@ def _load_records(
         metadata["record_id"] = record_id
         heading_title, sections = parse_markdown_sections(body)
         documents.append(
-            Document(title or heading_title or f"{stem} {record_id}", sections, metadata, record_id)
+            Document(
+                title or heading_title or f"{stem} {record_id}",
+                sections,
+                metadata,
+                record_id,
+            )
         )
-    notes = [f"{missing_text} record(s) without text in {text_field!r}"] if missing_text else []
+    notes = (
+        [f"{missing_text} record(s) without text in {text_field!r}"]
+        if missing_text
+        else []
+    )
     return documents, notes
 
 
@@ -367,7 +397,9 @@ def _iter_records(text: str, suffix: str) -> Iterator[tuple[str | None, dict]]:
         yield None, value
 
 
-def _pick_field(rows: list[tuple[str | None, dict]], candidates: tuple[str, ...]) -> str | None:
+def _pick_field(
+    rows: list[tuple[str | None, dict]], candidates: tuple[str, ...]
+) -> str | None:
     for name in candidates:
         if any(name in row for _, row in rows):
             return name

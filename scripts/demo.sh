@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 export WARDEN_DATA_DIR=${WARDEN_DATA_DIR:-$PWD/var/demo}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+# The reviewer directory: who may decide, with which role.
+export WARDEN_REVIEWERS=${WARDEN_REVIEWERS:-alice:supervisor,bob:supervisor}
 warden=.venv/bin/warden
 thread=${THREAD:-demo-$(date +%Y%m%d-%H%M%S)}
 

@@ -1,4 +1,4 @@
-"""LangGraph checkpoint saver on plain Redis commands: the runtime's memory and audit trail.
+"""LangGraph checkpoint saver on plain Redis: the runtime's memory and audit trail.
 
 Every write is one Lua script, so a crash leaves the old or the new state and never
 half of one. Key layout, TTL and crash-safety rules are in docs/checkpointer.md.
@@ -12,29 +12,35 @@ import random
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import ormsgpack
 import redis
 import redis.asyncio
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
-    WRITES_IDX_MAP,
     BaseCheckpointSaver,
     ChannelVersions,
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
-    PendingWrite,
     SerializerProtocol,
     get_checkpoint_id,
-    get_checkpoint_metadata,
-    writes_sort_key,
 )
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
 from warden import checkpoint_scripts as scripts
+from warden.checkpoint_client import (
+    check_binary_responses,
+    create_clients,
+    describe_client,
+    redact_url,
+)
+from warden.checkpoint_codec import (
+    decode_entry,
+    list_plan,
+    load_value,
+    put_args,
+    put_writes_args,
+)
 from warden.checkpoint_keys import (
     check_part,
     thread_id_from_key,
@@ -42,105 +48,16 @@ from warden.checkpoint_keys import (
     thread_keys,
 )
 from warden.checkpoint_serde import CheckpointSerializer
-from warden.errors import (
-    CheckpointConnectionError,
-    CheckpointDecodeError,
-    ConfigurationError,
-)
+from warden.errors import CheckpointConnectionError, ConfigurationError
 
 logger = logging.getLogger(__name__)
 
-SOCKET_TIMEOUT_SECONDS = 5.0
-# A graph step issues its put and every task's put_writes at once, so a busy
-# async service needs many connections; callers past the limit wait for one.
-MAX_CONNECTIONS = 64
-RETRIES = 3
-BACKOFF_BASE_SECONDS = 0.05
-BACKOFF_CAP_SECONDS = 1.0
-# Checkpoints fetched per script call by list(); a page holds full states, so it
-# stays small, while metadata-only pages for filtering can be larger.
+# Checkpoints per LIST call. A full page contains whole states, so it stays small;
+# metadata-only pages, used when the client filters, can be larger.
 FULL_PAGE = 32
 META_PAGE = 256
 
 _SCRIPT_NAMES = ("PUT", "PUT_WRITES", "GET", "LIST", "LOAD_MANY", "PRUNE", "PERSIST")
-
-
-class _LoggedRetry(Retry):
-    """redis-py ``Retry`` that logs every failed attempt before backing off."""
-
-    def call_with_retry(self, do, fail, is_retryable=None, with_failure_count=False):
-        attempts = 0
-
-        def logged_fail(error: Exception, *count: int) -> Any:
-            nonlocal attempts
-            attempts += 1
-            logger.warning(
-                "redis call failed attempt=%d max_retries=%d error=%s",
-                attempts,
-                self._retries,
-                error,
-            )
-            return fail(error, *count)
-
-        return super().call_with_retry(do, logged_fail, is_retryable, with_failure_count)
-
-
-class _AsyncLoggedRetry(redis.asyncio.retry.Retry):
-    """Async twin of ``_LoggedRetry``."""
-
-    async def call_with_retry(
-        self, do, fail, is_retryable=None, with_failure_count=False
-    ):
-        attempts = 0
-
-        async def logged_fail(error: Exception, *count: int) -> Any:
-            nonlocal attempts
-            attempts += 1
-            logger.warning(
-                "redis call failed attempt=%d max_retries=%d error=%s",
-                attempts,
-                self._retries,
-                error,
-            )
-            return await fail(error, *count)
-
-        return await super().call_with_retry(
-            do, logged_fail, is_retryable, with_failure_count
-        )
-
-
-def _redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + host))
-
-
-def _describe_client(client: Any) -> str:
-    pool = getattr(client, "connection_pool", None)
-    if pool is None:
-        # RedisCluster keeps one pool per node and has no single address.
-        return f"{type(client).__name__} {client!r}"
-    kwargs = pool.connection_kwargs
-    if "path" in kwargs:
-        return f"unix://{kwargs['path']}"
-    return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
-
-
-def _check_binary_responses(client: Any, name: str) -> None:
-    if client is not None and client.get_encoder().decode_responses:
-        raise ConfigurationError(
-            f"{name} was created with decode_responses=True; the checkpoint saver "
-            "stores binary values, so pass a client with decode_responses=False."
-        )
-
-
-def _pack_typed(typed: tuple[str, bytes]) -> bytes:
-    return ormsgpack.packb([typed[0], typed[1]])
 
 
 class RedisSaver(BaseCheckpointSaver[str]):
@@ -184,20 +101,26 @@ class RedisSaver(BaseCheckpointSaver[str]):
                 f"ttl_seconds must be a positive number of seconds or None, "
                 f"got {ttl_seconds!r}"
             )
-        _check_binary_responses(client, "client")
-        _check_binary_responses(aclient, "aclient")
+        check_binary_responses(client, "client")
+        check_binary_responses(aclient, "aclient")
         self.client = client
         self.aclient = aclient
         self.ttl_seconds = ttl_seconds
         self._ttl_arg = int(ttl_seconds or 0)
-        self._location = _describe_client(client if client is not None else aclient)
+        self._location = describe_client(client if client is not None else aclient)
         self._sync_scripts = (
-            {name: client.register_script(getattr(scripts, name)) for name in _SCRIPT_NAMES}
+            {
+                name: client.register_script(getattr(scripts, name))
+                for name in _SCRIPT_NAMES
+            }
             if client is not None
             else {}
         )
         self._async_scripts = (
-            {name: aclient.register_script(getattr(scripts, name)) for name in _SCRIPT_NAMES}
+            {
+                name: aclient.register_script(getattr(scripts, name))
+                for name in _SCRIPT_NAMES
+            }
             if aclient is not None
             else {}
         )
@@ -212,267 +135,15 @@ class RedisSaver(BaseCheckpointSaver[str]):
     ) -> RedisSaver:
         """Create a saver with a sync and an async client for ``url``.
 
-        Both clients time out socket reads and connects after
-        ``SOCKET_TIMEOUT_SECONDS`` and retry connection errors and timeouts
-        ``RETRIES`` times with exponential backoff, logging each failed attempt.
-        Every script is idempotent, so a retried write cannot apply twice. Each
-        client holds at most ``MAX_CONNECTIONS`` connections; a call that finds
-        none free waits up to ``SOCKET_TIMEOUT_SECONDS`` for one.
+        The clients come from ``checkpoint_client.create_clients``: 5 s socket
+        timeouts, at most 64 connections each, and 3 logged retries with
+        exponential backoff. Every script is idempotent, so a retried write cannot
+        apply twice.
         """
-        common = {
-            "socket_timeout": SOCKET_TIMEOUT_SECONDS,
-            "socket_connect_timeout": SOCKET_TIMEOUT_SECONDS,
-            "decode_responses": False,
-            "max_connections": MAX_CONNECTIONS,
-            "timeout": SOCKET_TIMEOUT_SECONDS,
-        }
-        backoff = ExponentialBackoff(cap=BACKOFF_CAP_SECONDS, base=BACKOFF_BASE_SECONDS)
-        try:
-            pool = redis.BlockingConnectionPool.from_url(
-                url, retry=_LoggedRetry(backoff, RETRIES), **common
-            )
-            apool = redis.asyncio.BlockingConnectionPool.from_url(
-                url, retry=_AsyncLoggedRetry(backoff, RETRIES), **common
-            )
-            # from_pool hands the pools to the clients, so close() releases them.
-            client = redis.Redis.from_pool(pool)
-            aclient = redis.asyncio.Redis.from_pool(apool)
-        except ValueError as exc:
-            raise ConfigurationError(
-                f"invalid Redis URL {_redact_url(url)!r}: {exc}"
-            ) from None
+        client, aclient = create_clients(url)
         saver = cls(client, aclient=aclient, ttl_seconds=ttl_seconds, serde=serde)
-        saver._location = _redact_url(url)
+        saver._location = redact_url(url)
         return saver
-
-    # -- encoding ---------------------------------------------------------------
-
-    def _put_args(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> tuple[list[str], list[Any], RunnableConfig]:
-        configurable = config["configurable"]
-        thread_id = configurable["thread_id"]
-        ns = check_part("checkpoint_ns", configurable.get("checkpoint_ns", ""))
-        checkpoint_id = check_part("checkpoint id", checkpoint["id"])
-        stored = checkpoint.copy()
-        values: dict[str, Any] = stored.pop("channel_values")  # type: ignore[misc]
-        member = f"{ns}\x00{checkpoint_id}"
-
-        record = ormsgpack.packb(
-            [*self.serde.dumps_typed(stored), configurable.get("checkpoint_id")]
-        )
-        meta = _pack_typed(
-            self.serde.dumps_typed(get_checkpoint_metadata(config, metadata))
-        )
-        refs = ormsgpack.packb(
-            [
-                f"{ns}\x00{channel}\x00{version}"
-                for channel, version in checkpoint["channel_versions"].items()
-            ]
-        )
-        args: list[Any] = [self._ttl_arg, member, record, meta, refs]
-        for channel, version in new_versions.items():
-            args.append(f"{ns}\x00{channel}\x00{version}")
-            if channel in values:
-                args.append(_pack_typed(self.serde.dumps_typed(values[channel])))
-            else:
-                args.append(_pack_typed(("empty", b"")))
-        next_config: RunnableConfig = {
-            "configurable": {
-                "thread_id": thread_id,
-                "checkpoint_ns": ns,
-                "checkpoint_id": checkpoint_id,
-            }
-        }
-        return thread_keys(thread_id), args, next_config
-
-    def _put_writes_args(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str,
-    ) -> tuple[list[str], list[Any]]:
-        configurable = config["configurable"]
-        ns = check_part("checkpoint_ns", configurable.get("checkpoint_ns", ""))
-        checkpoint_id = check_part("checkpoint id", configurable["checkpoint_id"])
-        args: list[Any] = [self._ttl_arg, f"{ns}\x00{checkpoint_id}\x00"]
-        for idx, (channel, value) in enumerate(writes):
-            write_idx = WRITES_IDX_MAP.get(channel, idx)
-            value_type, value_bytes = self.serde.dumps_typed(value)
-            args.append(f"{task_id}\x00{write_idx}")
-            args.append(
-                ormsgpack.packb(
-                    [task_id, channel, value_type, value_bytes, task_path, write_idx]
-                )
-            )
-            # Special writes (errors, interrupts, resumes) replace an earlier one
-            # from the same task; regular writes keep the first stored value.
-            args.append("1" if write_idx < 0 else "0")
-        return thread_keys(configurable["thread_id"]), args
-
-    # -- decoding ---------------------------------------------------------------
-
-    def _loads(
-        self, typed: tuple[str, bytes], *, key: str, channel: str, where: str
-    ) -> Any:
-        try:
-            return self.serde.loads_typed(typed)
-        except CheckpointDecodeError as exc:
-            raise CheckpointDecodeError(
-                f"cannot load {channel!r} of {where} from Redis key {key!r}: {exc}",
-                key=key,
-                channel=channel,
-                type_name=exc.type_name,
-            ) from exc
-        except Exception as exc:  # noqa: BLE001 - a custom serde may raise anything
-            raise CheckpointDecodeError(
-                f"cannot load {channel!r} of {where} from Redis key {key!r}: "
-                f"{type(exc).__name__}: {exc} (stored as {typed[0]!r})",
-                key=key,
-                channel=channel,
-                type_name=typed[0],
-            ) from exc
-
-    def _decode_entry(
-        self,
-        thread_id: Any,
-        keys: list[str],
-        entry: list[Any],
-        config: RunnableConfig | None = None,
-    ) -> CheckpointTuple:
-        member_raw, record, meta, refs, blobs, writes = entry
-        ns, checkpoint_id = member_raw.decode().split("\x00", 1)
-        where = f"checkpoint {checkpoint_id} (thread {thread_id!r}, namespace {ns!r})"
-        checkpoint_type, checkpoint_bytes, parent_id = ormsgpack.unpackb(record)
-        checkpoint = self._loads(
-            (checkpoint_type, checkpoint_bytes),
-            key=keys[1],
-            channel="<checkpoint>",
-            where=where,
-        )
-
-        values: dict[str, Any] = {}
-        fields = ormsgpack.unpackb(refs) if refs else []
-        for field, raw in zip(fields, blobs):
-            if raw is None:
-                continue
-            value_type, value_bytes = ormsgpack.unpackb(raw)
-            if value_type == "empty":
-                continue
-            channel = field[len(ns) + 1 : field.rindex("\x00")]
-            values[channel] = self._loads(
-                (value_type, value_bytes), key=keys[4], channel=channel, where=where
-            )
-        checkpoint["channel_values"] = values
-
-        metadata = (
-            self._loads(
-                tuple(ormsgpack.unpackb(meta)),
-                key=keys[2],
-                channel="<metadata>",
-                where=where,
-            )
-            if meta
-            else {}
-        )
-
-        decoded_writes = []
-        for raw in writes:
-            if raw is None:
-                continue
-            task_id, channel, value_type, value_bytes, task_path, idx = (
-                ormsgpack.unpackb(raw)
-            )
-            value = self._loads(
-                (value_type, value_bytes),
-                key=keys[5],
-                channel=channel,
-                where=f"pending write of task {task_id} to {where}",
-            )
-            decoded_writes.append((writes_sort_key(task_path, task_id, idx), task_id, channel, value))
-        decoded_writes.sort(key=lambda item: item[0])
-        pending: list[PendingWrite] = [
-            (task_id, channel, value) for _, task_id, channel, value in decoded_writes
-        ]
-
-        own_config: RunnableConfig = config or {
-            "configurable": {
-                "thread_id": thread_id,
-                "checkpoint_ns": ns,
-                "checkpoint_id": checkpoint_id,
-            }
-        }
-        parent_config: RunnableConfig | None = (
-            {
-                "configurable": {
-                    "thread_id": thread_id,
-                    "checkpoint_ns": ns,
-                    "checkpoint_id": parent_id,
-                }
-            }
-            if parent_id
-            else None
-        )
-        return CheckpointTuple(
-            config=own_config,
-            checkpoint=checkpoint,
-            metadata=metadata,
-            parent_config=parent_config,
-            pending_writes=pending,
-        )
-
-    # -- list planning, shared by the sync and async iterators -------------------
-
-    def _list_plan(
-        self,
-        config: RunnableConfig,
-        filter: dict[str, Any] | None,
-        before: RunnableConfig | None,
-    ) -> tuple[str, str, bool, Any]:
-        """Return the lex range, whether the client must filter, and the filter."""
-        configurable = config["configurable"]
-        ns = configurable.get("checkpoint_ns")
-        exact_id = get_checkpoint_id(config)
-        before_id = get_checkpoint_id(before) if before else None
-        if ns is None:
-            low, high = "-", "+"
-            client_side = bool(filter or exact_id or before_id)
-        else:
-            check_part("checkpoint_ns", ns)
-            if exact_id:
-                low = high = f"[{ns}\x00{exact_id}"
-            elif before_id:
-                low, high = f"({ns}\x00", f"({ns}\x00{before_id}"
-            else:
-                low, high = f"({ns}\x00", f"({ns}\x01"
-            client_side = bool(filter or (exact_id and before_id))
-
-        def accepts(member: str, meta_raw: bytes | None, keys: list[str]) -> bool:
-            checkpoint_id = member.split("\x00", 1)[1]
-            if exact_id and checkpoint_id != exact_id:
-                return False
-            if before_id and checkpoint_id >= before_id:
-                return False
-            if filter:
-                metadata = (
-                    self._loads(
-                        tuple(ormsgpack.unpackb(meta_raw)),
-                        key=keys[2],
-                        channel="<metadata>",
-                        where=f"checkpoint {checkpoint_id}",
-                    )
-                    if meta_raw
-                    else {}
-                )
-                return all(metadata.get(k) == v for k, v in filter.items())
-            return True
-
-        return low, high, client_side, accepts
 
     # -- sync API ---------------------------------------------------------------
 
@@ -482,9 +153,8 @@ class RedisSaver(BaseCheckpointSaver[str]):
             yield
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise CheckpointConnectionError(
-                f"Redis checkpoint store at {self._location} is unreachable after "
-                f"{RETRIES} retries: {exc}. Check that the server is running and "
-                "REDIS_URL points at it."
+                f"Redis checkpoint store at {self._location} is unreachable: {exc}. "
+                "Check that the server is running and REDIS_URL points at it."
             ) from exc
 
     def _sync(self) -> dict[str, Any]:
@@ -504,8 +174,8 @@ class RedisSaver(BaseCheckpointSaver[str]):
     ) -> RunnableConfig:
         """Store a checkpoint, its metadata and its new channel values atomically."""
         script = self._sync()["PUT"]
-        keys, args, next_config = self._put_args(
-            config, checkpoint, metadata, new_versions
+        keys, args, next_config = put_args(
+            self.serde, self._ttl_arg, config, checkpoint, metadata, new_versions
         )
         with self._store_errors():
             script(keys=keys, args=args)
@@ -520,7 +190,9 @@ class RedisSaver(BaseCheckpointSaver[str]):
     ) -> None:
         """Store the pending writes of one task atomically."""
         script = self._sync()["PUT_WRITES"]
-        keys, args = self._put_writes_args(config, writes, task_id, task_path)
+        keys, args = put_writes_args(
+            self.serde, self._ttl_arg, config, writes, task_id, task_path
+        )
         with self._store_errors():
             script(keys=keys, args=args)
 
@@ -536,8 +208,8 @@ class RedisSaver(BaseCheckpointSaver[str]):
             entry = script(keys=keys, args=[self._ttl_arg, ns, checkpoint_id or ""])
         if not entry:
             return None
-        return self._decode_entry(
-            thread_id, keys, entry, config if checkpoint_id else None
+        return decode_entry(
+            self.serde, thread_id, keys, entry, config if checkpoint_id else None
         )
 
     def list(
@@ -584,7 +256,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
     ) -> Iterator[CheckpointTuple]:
         thread_id = config["configurable"]["thread_id"]
         keys = thread_keys(thread_id)
-        low, high, client_side, accepts = self._list_plan(config, filter, before)
+        low, high, client_side, accepts = list_plan(self.serde, config, filter, before)
         scripts_ = self._sync_scripts
         while True:
             if client_side:
@@ -592,33 +264,37 @@ class RedisSaver(BaseCheckpointSaver[str]):
                     page, metas = scripts_["LIST"](
                         keys=keys, args=[self._ttl_arg, high, low, META_PAGE, "meta"]
                     )
+                count = META_PAGE
                 members = [
                     member
                     for member, meta_raw in zip(page, metas)
                     if accepts(member.decode(), meta_raw, keys)
                 ]
-                if limit is not None:
-                    members = members[:limit]
-                entries = []
-                if members:
-                    with self._store_errors():
-                        entries = scripts_["LOAD_MANY"](
-                            keys=keys, args=[self._ttl_arg, *members]
-                        )
-                count = META_PAGE
+                batches = [
+                    members[i : i + FULL_PAGE]
+                    for i in range(0, len(members), FULL_PAGE)
+                ]
             else:
                 count = FULL_PAGE if limit is None else min(limit, FULL_PAGE)
                 with self._store_errors():
                     page, entries = scripts_["LIST"](
                         keys=keys, args=[self._ttl_arg, high, low, count, "full"]
                     )
-            for entry in entries:
-                if entry:
-                    yield self._decode_entry(thread_id, keys, entry)
-                    if limit is not None:
-                        limit -= 1
-                        if limit == 0:
-                            return
+                # None: the LIST reply already contains the entries.
+                batches = [None]
+            for batch in batches:
+                if batch is not None:
+                    with self._store_errors():
+                        entries = scripts_["LOAD_MANY"](
+                            keys=keys, args=[self._ttl_arg, *batch]
+                        )
+                for entry in entries:
+                    if entry:
+                        yield decode_entry(self.serde, thread_id, keys, entry)
+                        if limit is not None:
+                            limit -= 1
+                            if limit == 0:
+                                return
             if len(page) < count:
                 return
             high = b"(" + page[-1]
@@ -682,7 +358,8 @@ class RedisSaver(BaseCheckpointSaver[str]):
     ) -> list[bytes]:
         members = []
         for member, meta_raw in stored.items():
-            metadata = self._loads(
+            metadata = load_value(
+                self.serde,
                 tuple(ormsgpack.unpackb(meta_raw)),
                 key=keys[2],
                 channel="<metadata>",
@@ -735,7 +412,11 @@ class RedisSaver(BaseCheckpointSaver[str]):
         keep_last: int | None,
     ) -> list[tuple[str, int]]:
         if keep_last is not None:
-            if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1:
+            if (
+                isinstance(keep_last, bool)
+                or not isinstance(keep_last, int)
+                or keep_last < 1
+            ):
                 raise ValueError(
                     f"keep_last must be an integer >= 1, got {keep_last!r}; "
                     "use delete_thread to remove a thread"
@@ -747,7 +428,8 @@ class RedisSaver(BaseCheckpointSaver[str]):
             keep = 0
         else:
             raise ValueError(
-                f"unknown prune strategy {strategy!r}; expected 'keep_latest' or 'delete'"
+                f"unknown prune strategy {strategy!r}; "
+                "expected 'keep_latest' or 'delete'"
             )
         if isinstance(thread_ids, str):
             thread_ids = [thread_ids]
@@ -767,8 +449,8 @@ class RedisSaver(BaseCheckpointSaver[str]):
             return await asyncio.to_thread(
                 self.put, config, checkpoint, metadata, new_versions
             )
-        keys, args, next_config = self._put_args(
-            config, checkpoint, metadata, new_versions
+        keys, args, next_config = put_args(
+            self.serde, self._ttl_arg, config, checkpoint, metadata, new_versions
         )
         with self._store_errors():
             await self._async_scripts["PUT"](keys=keys, args=args)
@@ -786,7 +468,9 @@ class RedisSaver(BaseCheckpointSaver[str]):
             return await asyncio.to_thread(
                 self.put_writes, config, writes, task_id, task_path
             )
-        keys, args = self._put_writes_args(config, writes, task_id, task_path)
+        keys, args = put_writes_args(
+            self.serde, self._ttl_arg, config, writes, task_id, task_path
+        )
         with self._store_errors():
             await self._async_scripts["PUT_WRITES"](keys=keys, args=args)
 
@@ -805,8 +489,8 @@ class RedisSaver(BaseCheckpointSaver[str]):
             )
         if not entry:
             return None
-        return self._decode_entry(
-            thread_id, keys, entry, config if checkpoint_id else None
+        return decode_entry(
+            self.serde, thread_id, keys, entry, config if checkpoint_id else None
         )
 
     async def alist(
@@ -820,9 +504,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
         """Async ``list``."""
         if self.aclient is None:
             items = await asyncio.to_thread(
-                lambda: [
-                    *self.list(config, filter=filter, before=before, limit=limit)
-                ]
+                lambda: [*self.list(config, filter=filter, before=before, limit=limit)]
             )
             for item in items:
                 yield item
@@ -862,7 +544,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
     ) -> AsyncIterator[CheckpointTuple]:
         thread_id = config["configurable"]["thread_id"]
         keys = thread_keys(thread_id)
-        low, high, client_side, accepts = self._list_plan(config, filter, before)
+        low, high, client_side, accepts = list_plan(self.serde, config, filter, before)
         scripts_ = self._async_scripts
         while True:
             if client_side:
@@ -870,33 +552,37 @@ class RedisSaver(BaseCheckpointSaver[str]):
                     page, metas = await scripts_["LIST"](
                         keys=keys, args=[self._ttl_arg, high, low, META_PAGE, "meta"]
                     )
+                count = META_PAGE
                 members = [
                     member
                     for member, meta_raw in zip(page, metas)
                     if accepts(member.decode(), meta_raw, keys)
                 ]
-                if limit is not None:
-                    members = members[:limit]
-                entries = []
-                if members:
-                    with self._store_errors():
-                        entries = await scripts_["LOAD_MANY"](
-                            keys=keys, args=[self._ttl_arg, *members]
-                        )
-                count = META_PAGE
+                batches = [
+                    members[i : i + FULL_PAGE]
+                    for i in range(0, len(members), FULL_PAGE)
+                ]
             else:
                 count = FULL_PAGE if limit is None else min(limit, FULL_PAGE)
                 with self._store_errors():
                     page, entries = await scripts_["LIST"](
                         keys=keys, args=[self._ttl_arg, high, low, count, "full"]
                     )
-            for entry in entries:
-                if entry:
-                    yield self._decode_entry(thread_id, keys, entry)
-                    if limit is not None:
-                        limit -= 1
-                        if limit == 0:
-                            return
+                # None: the LIST reply already contains the entries.
+                batches = [None]
+            for batch in batches:
+                if batch is not None:
+                    with self._store_errors():
+                        entries = await scripts_["LOAD_MANY"](
+                            keys=keys, args=[self._ttl_arg, *batch]
+                        )
+                for entry in entries:
+                    if entry:
+                        yield decode_entry(self.serde, thread_id, keys, entry)
+                        if limit is not None:
+                            limit -= 1
+                            if limit == 0:
+                                return
             if len(page) < count:
                 return
             high = b"(" + page[-1]

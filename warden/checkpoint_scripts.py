@@ -1,8 +1,8 @@
 """Lua scripts of the Redis checkpoint saver: each call is one atomic round trip.
 
 Every script receives the same eight keys of one thread, in this order, and
-touches no other key, so all of them carry the thread's hash tag and the script
-runs on Redis Cluster as well as on a single server:
+touches no other key. All eight carry the thread's hash tag, so the scripts run on
+Redis Cluster as well as on a single server:
 
     1 idx     sorted set, all scores 0, members ``ns \\0 checkpoint_id``
     2 cp      hash, member -> msgpack [checkpoint type, checkpoint bytes, parent id]
@@ -126,7 +126,7 @@ return load(member)
 )
 
 # ARGV: ttl, max bound, min bound, count, mode.
-# Returns {members newest first, data}: in mode 'full' data holds load() of
+# Returns {members newest first, data}. In mode 'full' data contains load() of
 # each member, in mode 'meta' its metadata, for filtering on the client.
 LIST = (
     _PRELUDE

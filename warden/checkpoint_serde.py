@@ -4,8 +4,8 @@ Output stays readable by a stock ``JsonPlusSerializer`` (langgraph-checkpoint 4.
 so data moves freely between savers. Two things differ from it:
 
 - A datetime whose tzinfo is a ``ZoneInfo`` is stored as its fields plus the zone,
-  not as an ISO string, so it comes back with the same ``ZoneInfo`` instead of a
-  fixed UTC offset. This holds inside dataclasses, Pydantic models and sets too.
+  not as an ISO string. It comes back with the same ``ZoneInfo`` instead of a fixed
+  UTC offset, also inside dataclasses, Pydantic models and sets.
 - Where ``JsonPlusSerializer`` returns the raw field dict of a class it cannot
   import or rebuild, this one raises ``CheckpointDecodeError`` naming the type,
   unless an alias maps the old class path to the new one.
@@ -106,7 +106,12 @@ class CheckpointSerializer(JsonPlusSerializer):
         if isinstance(obj, _DeltaSnapshot):
             return ormsgpack.Ext(EXT_DELTA_SNAPSHOT, self._pack(obj.value))
         if callable(getattr(obj, "model_dump", None)):
-            payload = (cls.__module__, cls.__name__, obj.model_dump(), "model_validate_json")
+            payload = (
+                cls.__module__,
+                cls.__name__,
+                obj.model_dump(),
+                "model_validate_json",
+            )
             return ormsgpack.Ext(EXT_PYDANTIC_V2, self._pack(payload))
         if callable(getattr(obj, "get_secret_value", None)) or callable(
             getattr(obj, "dict", None)
@@ -221,7 +226,9 @@ class CheckpointSerializer(JsonPlusSerializer):
             array = numpy.frombuffer(buffer, dtype=numpy.dtype(dtype))
             return array.reshape(shape, order=order)
         except (ImportError, ValueError, TypeError) as exc:
-            self._fail(f"numpy array could not be rebuilt ({exc})", "numpy.ndarray", exc)
+            self._fail(
+                f"numpy array could not be rebuilt ({exc})", "numpy.ndarray", exc
+            )
 
 
 def _zoned(value: datetime) -> tuple[str, str, dict[str, Any]]:
@@ -244,7 +251,9 @@ def _zoned(value: datetime) -> tuple[str, str, dict[str, Any]]:
 def _split_path(path: str) -> tuple[str, str]:
     module, _, name = path.rpartition(".")
     if not module or not name:
-        raise ValueError(f"expected a dotted class path like 'pkg.mod.Class', got {path!r}")
+        raise ValueError(
+            f"expected a dotted class path like 'pkg.mod.Class', got {path!r}"
+        )
     return module, name
 
 

@@ -172,6 +172,24 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn  # noqa: PLC0415 - only the service needs it
+
+    from warden.service.app import create_app  # noqa: PLC0415
+
+    # Builds the app once here so a missing credential setting fails before any worker starts.
+    create_app(Settings.from_env())
+    uvicorn.run(
+        "warden.service.app:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="info" if args.verbose else "warning",
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="warden", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -218,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     history = commands.add_parser("history", help="show a thread's checkpoints and conversation")
     history.add_argument("thread")
     history.set_defaults(func=cmd_history)
+
+    serve = commands.add_parser("serve", help="run the HTTP service (see docs/service.md)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes sharing Redis and SQLite (default: 1)")
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

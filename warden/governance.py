@@ -69,14 +69,20 @@ class Clearance:
 
 
 def clear_for_execution(
-    context: Any, action: PendingAction, decision: Decision | None, customer_id: str | None
+    context: Any,
+    action: PendingAction,
+    decision: Decision | None,
+    customer_id: str | None,
+    thread_id: str | None = None,
 ) -> Clearance:
     """Decide whether ``action`` may run, from the ledger when there is one.
 
     The ledger, not the graph state, is the authority: a decision written
     into the state by a jump or a state update does not make a rejected or
     undecided action run. The policy is checked again on the live database,
-    because the world may have changed while the approval waited.
+    because the world may have changed while the approval waited, unless the
+    journal shows the call already started: then its own effect would fail
+    the check, and the journal returns or recovers the recorded outcome.
     """
     arguments = action.arguments
     if context.ledger is not None:
@@ -91,9 +97,11 @@ def clear_for_execution(
         if record.state == "pending":
             return Clearance(decision, arguments, "denied", "approval.not_decided: the action is still waiting for a reviewer")
         decision = record.final_decision
+        proposed = action_digest(action.tool, action.arguments, action.step_index, context.policy.version)
         arguments = record.approved_arguments or record.arguments
-        expected = action_digest(action.tool, arguments, action.step_index, context.policy.version)
-        if record.digest != action.digest or record.approved_digest != expected:
+        approved = action_digest(action.tool, arguments, action.step_index, context.policy.version)
+        # The state's action must still be the one recorded, and what runs must be what was approved.
+        if record.digest != proposed or record.digest != action.digest or record.approved_digest != approved:
             return Clearance(decision, arguments, "denied", "approval.digest_mismatch: the action changed after it was approved")
     else:
         if decision is None:
@@ -106,6 +114,10 @@ def clear_for_execution(
         elif action_digest(action.tool, arguments, action.step_index, context.policy.version) != action.digest:
             return Clearance(decision, arguments, "denied", "approval.digest_mismatch: the action changed after it was approved")
 
+    if context.journal is not None and thread_id is not None:
+        entry = context.journal.get(thread_id, action.action_id)
+        if entry is not None and entry.state != "intended":
+            return Clearance(decision, arguments)
     verdict = context.policy.check(PlanStep(tool=action.tool, arguments=arguments), customer_id)
     if verdict.verdict == "deny":
         return Clearance(decision, arguments, "denied", f"{verdict.rule}: {verdict.reason}")

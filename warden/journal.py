@@ -8,13 +8,12 @@ Redis entry per (thread, action id) that moves
 
 A re-run finds a closed entry and returns its recorded outcome without calling
 the tool. An entry left ``running`` by a crash is recovered by calling the
-tool again with the same idempotency key, which a de-duplicating store (such
-as ``RetailStore``) answers with the stored result instead of acting twice.
+tool again with the same idempotency key. A de-duplicating store (such as
+``RetailStore``) then returns the stored result instead of acting twice.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -73,12 +72,28 @@ class RetryPolicy:
         return self.backoff_seconds * (2 ** (attempt - 1))
 
 
+def call_with_retries(call: Callable[[], Any], retry: RetryPolicy, *, label: str) -> Any:
+    """Call a read ``call`` and retry it on retryable failures, with backoff, at most ``retry.max_attempts`` times.
+
+    Only for calls without side effects: nothing is journaled. The last
+    failure propagates. ``label`` names the call in the retry log lines.
+    """
+    for attempt in range(1, retry.max_attempts):
+        try:
+            return call()
+        except retry.retryable as error:
+            delay = retry.delay(attempt)
+            logger.warning("read failed, retrying call=%s attempt=%d delay_s=%.2f error=%s", label, attempt, delay, error)
+            time.sleep(delay)
+    return call()
+
+
 class EffectJournal:
     """Effect journal of one tenant in Redis, key ``warden:{tenant}:journal:{thread}:{action}``.
 
-    ``hook``, when set, is called after each state change with the point name
-    (``intended``, ``running``, ``returned``, ``closed``) and the entry; crash
-    tests use it to kill the process at a chosen point.
+    ``hook``, when set, is called with the point name (``intended``,
+    ``running``, ``returned``, ``closed``) and the entry after each state
+    change. Crash tests use it to kill the process at a chosen point.
     """
 
     def __init__(
@@ -123,7 +138,7 @@ class EffectJournal:
         write: bool,
         idempotency_key: str | None = None,
     ) -> JournalEntry:
-        """Run ``call(idempotency_key)`` at most once in effect and return the closed entry.
+        """Run ``call(idempotency_key)`` so that its effect happens once, and return the closed entry.
 
         A closed entry is returned as recorded. A ``ToolError`` that is not
         retryable closes the entry as ``failed``: the tool changed nothing. A
@@ -191,8 +206,3 @@ class EffectJournal:
             if self.hook is not None:
                 self.hook("returned", entry)
             return self._save(entry.model_copy(update={"state": "done"}), "closed")
-
-
-def result_json(entry: JournalEntry) -> str:
-    """Return the entry's outcome as compact JSON, for logs and audit events."""
-    return json.dumps({"state": entry.state, "result": entry.result, "error": entry.error}, default=str)

@@ -5,10 +5,10 @@ and policy version) and moves through one state machine::
 
     pending -> approved | edited | rejected | responded | expired | cancelled
 
-Every transition is a compare-and-set under ``WATCH``/``MULTI``, so two
-reviewers deciding at once, or one reviewer clicking twice, produce one
-decision; the loser gets ``ApprovalConflictError`` naming who decided. Each
-thread also keeps an append-only list of audit events.
+Every transition is a compare-and-set under ``WATCH``/``MULTI``. Two
+reviewers deciding at once, or one reviewer clicking twice, therefore produce
+one decision, and the loser gets ``ApprovalConflictError`` naming who decided.
+Each thread also keeps an append-only list of audit events.
 """
 
 from __future__ import annotations
@@ -36,6 +36,17 @@ ApprovalState = Literal["pending", "approved", "edited", "rejected", "responded"
 TERMINAL_STATES = frozenset({"approved", "edited", "rejected", "responded", "expired", "cancelled"})
 _FINAL_STATE = {"reject": "rejected", "respond": "responded", "expire": "expired", "cancel": "cancelled"}
 _MAX_CAS_ATTEMPTS = 50
+# Creates the record, its index entries and its audit event together, or
+# nothing when the record exists, so a crash cannot leave an unlisted record.
+_REQUEST_SCRIPT = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[5])
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
+  redis.call('RPUSH', KEYS[4], ARGV[4])
+  return 1
+end
+return 0
+"""
 
 DEFAULT_REVIEW_ROLES: Mapping[str, frozenset[str]] = {
     "low": frozenset({"agent", "supervisor"}),
@@ -51,7 +62,7 @@ def _now() -> datetime:
 
 @dataclass(frozen=True)
 class ApprovalRules:
-    """Who may decide an action of each risk tier, and how long a request stays open."""
+    """Reviewer roles allowed per risk tier, and the deadline of an open request per tier."""
 
     reviewers: Mapping[str, str] = field(default_factory=dict)
     """Reviewer directory: identity to role. A reviewer missing here may not decide."""
@@ -121,9 +132,9 @@ class ApprovalRecord(BaseModel):
     expires_at: datetime
     decided_at: datetime | None = None
     decisions: list[Decision] = Field(default_factory=list)
-    """Every decision applied, in order; a two-person approval holds two."""
+    """Every decision applied, in order. A two-person approval contains two."""
     context: dict[str, Any] = Field(default_factory=dict)
-    """What the reviewer saw: customer message, plan, rationale, citations."""
+    """Context shown to the reviewer: customer message, plan, rationale, verdict, citations."""
 
     @property
     def reviewers(self) -> list[str]:
@@ -183,7 +194,7 @@ def _same_decision(left: Decision, right: Decision) -> bool:
 class ApprovalLedger:
     """Approval records of one tenant in Redis.
 
-    Keys: ``warden:{tenant}:approval:{action_id}`` holds the record as JSON,
+    Keys: ``warden:{tenant}:approval:{action_id}`` contains the record as JSON,
     ``warden:{tenant}:approvals:pending`` and ``...:approvals:deadlines`` are
     sorted sets of open action ids by creation time and by deadline, and
     ``warden:{tenant}:audit:{thread_id}`` is the thread's audit event list.
@@ -215,17 +226,24 @@ class ApprovalLedger:
         re-run by LangGraph on resume neither duplicates the record nor its
         ``approval_requested`` audit event.
         """
-        created = self.client.set(self._key(record.action_id), record.model_dump_json(), nx=True)
+        created = self.client.eval(
+            _REQUEST_SCRIPT,
+            4,
+            self._key(record.action_id),
+            self._pending_key,
+            self._deadline_key,
+            self._audit_key(record.thread_id),
+            record.model_dump_json(),
+            record.created_at.timestamp(),
+            record.expires_at.timestamp(),
+            self._event("approval_requested", record),
+            record.action_id,
+        )
         if not created:
             stored = self.get(record.action_id)
             if stored is None:
                 raise RuntimeError(f"approval record {record.action_id!r} vanished while being created")
             return stored, False
-        pipe = self.client.pipeline(transaction=True)
-        pipe.zadd(self._pending_key, {record.action_id: record.created_at.timestamp()})
-        pipe.zadd(self._deadline_key, {record.action_id: record.expires_at.timestamp()})
-        pipe.rpush(self._audit_key(record.thread_id), self._event("approval_requested", record))
-        pipe.execute()
         logger.info(
             "approval requested action_id=%s thread_id=%s tool=%s round=%d",
             record.action_id, record.thread_id, record.tool, record.round,

@@ -221,3 +221,8 @@ _STATUS_RULES = {
     "return_delivered_order_items": ("status.delivered_required", lambda s: s == "delivered", "a delivered order"),
     "exchange_delivered_order_items": ("status.delivered_required", lambda s: s == "delivered", "a delivered order"),
 }
+
+
+def status_allows(tool: str, status: str) -> bool:
+    """Return whether order tool ``tool`` may act on an order whose status is ``status``."""
+    return _STATUS_RULES[tool][1](status)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import redis
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import AIMessageChunk, HumanMessage
 from langgraph.types import Command
 
 from graphs.context import SupportContext
@@ -47,6 +47,8 @@ from warden.settings import Settings
 logger = logging.getLogger(__name__)
 
 TokenCallback = Callable[[str], None]
+ChunkCallback = Callable[[Any, dict[str, Any]], None]
+"""Receives every ``(message, metadata)`` pair of the graph's message stream."""
 
 
 @contextlib.contextmanager
@@ -158,7 +160,22 @@ def build_default_context() -> SupportContext:
 
     settings = Settings.from_env()
     chat_model = chat_model_from_settings(settings)
-    return build_context(settings, open_store(settings), chat_model=chat_model, index=open_index(settings))
+    context = build_context(settings, open_store(settings), chat_model=chat_model, index=open_index(settings))
+    # The dev server's checkpointer has already started or found the Redis;
+    # the ledger and the journal use the same one.
+    redis_url = settings.redis_url
+    if redis_url is None:
+        port = _live_embedded_port(settings.data_dir / "redis" / "server.json")
+        redis_url = f"redis://127.0.0.1:{port}/0" if port is not None else None
+    if redis_url is None:
+        logger.warning("no Redis found for the default context; approvals live only in checkpoints")
+        return context
+    client = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5)
+    return dataclasses.replace(
+        context,
+        ledger=ApprovalLedger(client, settings.tenant),
+        journal=EffectJournal(client, settings.tenant),
+    )
 
 
 @dataclass
@@ -219,13 +236,28 @@ class Warden:
                 return item.value
         return None
 
-    def _run(self, graph_input: Any, thread_id: str, on_token: TokenCallback | None) -> TurnOutcome:
+    def _run(
+        self,
+        graph_input: Any,
+        thread_id: str,
+        on_token: TokenCallback | None,
+        on_chunk: ChunkCallback | None = None,
+    ) -> TurnOutcome:
         config = self._config(thread_id)
         for mode, payload in self.graph.stream(
             graph_input, config, context=self.context, stream_mode=["messages"], durability="sync"
         ):
             chunk, metadata = payload
-            if on_token and metadata.get("langgraph_node") == "respond" and chunk.content:
+            if on_chunk is not None:
+                on_chunk(chunk, metadata)
+            # Only the answer is meant for the customer; the message stream
+            # also carries tool calls and results that nodes return.
+            if (
+                on_token
+                and isinstance(chunk, AIMessageChunk)
+                and metadata.get("langgraph_node") == "respond"
+                and chunk.content
+            ):
                 on_token(chunk.content)
         request = self.current_interrupt(thread_id)
         if request is not None:
@@ -253,7 +285,14 @@ class Warden:
             with contextlib.suppress(redis.exceptions.LockError):
                 lock.release()
 
-    def send(self, thread_id: str, text: str, *, on_token: TokenCallback | None = None) -> TurnOutcome:
+    def send(
+        self,
+        thread_id: str,
+        text: str,
+        *,
+        on_token: TokenCallback | None = None,
+        on_chunk: ChunkCallback | None = None,
+    ) -> TurnOutcome:
         """Run one customer message through the pipeline on ``thread_id``.
 
         Raises ``ThreadStateError`` while the thread waits for a reviewer: a new
@@ -270,9 +309,16 @@ class Warden:
                     f"thread {thread_id!r} is waiting for approval of {ids}; "
                     "decide them (or cancel them) before sending another message"
                 )
-            return self._run({"messages": [HumanMessage(text)]}, thread_id, on_token)
+            return self._run({"messages": [HumanMessage(text)]}, thread_id, on_token, on_chunk)
 
-    def decide(self, thread_id: str, decisions: dict[str, Any], *, on_token: TokenCallback | None = None) -> TurnOutcome:
+    def decide(
+        self,
+        thread_id: str,
+        decisions: dict[str, Any],
+        *,
+        on_token: TokenCallback | None = None,
+        on_chunk: ChunkCallback | None = None,
+    ) -> TurnOutcome:
         """Resume a paused thread with reviewer decisions keyed by action id.
 
         The decisions are validated against the pending request (reviewer
@@ -282,8 +328,8 @@ class Warden:
         Raises:
             ApprovalConflictError: an action was already decided; the message
                 names who decided it.
-            ApprovalExpiredError: the request passed its deadline; it was
-                closed as expired and the customer was told.
+            ApprovalExpiredError: the request passed its deadline. It was
+                closed as expired, and the thread's reply informs the customer.
             ResumeError: the decisions are invalid; the thread stays paused.
             ThreadStateError: the thread has no pending approval.
         """
@@ -315,7 +361,7 @@ class Warden:
             )
             self.ledger.decide(checked)
             value = {action_id: decision.model_dump(mode="json") for action_id, decision in checked.items()}
-            return self._run(Command(resume=value), thread_id, on_token)
+            return self._run(Command(resume=value), thread_id, on_token, on_chunk)
 
     def _raise_if_decided(self, decisions: Any) -> None:
         if not isinstance(decisions, dict):

@@ -14,7 +14,6 @@ from typing import Any, TypedDict
 
 import redis
 from checkpoint_support import (
-    Plan,
     build_fan_graph,
     build_support_graph,
     sample_plan,
@@ -127,7 +126,9 @@ def moved_class_read(url: str, thread_id: str, aliases_json: str) -> dict:
 
 
 def fan_run(url: str, thread_id: str, marker: str, durability: str, crash: str) -> dict:
-    graph = build_fan_graph(_open_saver(url), marker=Path(marker), crash=crash == "crash")
+    graph = build_fan_graph(
+        _open_saver(url), marker=Path(marker), crash=crash == "crash"
+    )
     result = graph.invoke({"trace": []}, _config(thread_id), durability=durability)
     return {"trace": result["trace"]}
 

@@ -64,7 +64,9 @@ def sample_plan() -> Plan:
             Step(tool="cancel_pending_order", arguments={"order_id": "#W2417020"}),
             Step(tool="send_email", arguments={"template": "cancelled"}),
         ],
-        created_at=datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2))),
+        created_at=datetime(
+            2026, 3, 1, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2))
+        ),
     )
 
 
@@ -88,7 +90,10 @@ def build_support_graph(checkpointer: Any):
         return {"intent": "cancel_order", "trace": ["capture_intent"]}
 
     def retrieve_context(state: SupportState) -> dict:
-        return {"context": ["Pending orders can be cancelled."], "trace": ["retrieve_context"]}
+        return {
+            "context": ["Pending orders can be cancelled."],
+            "trace": ["retrieve_context"],
+        }
 
     def plan_actions(state: SupportState) -> dict:
         return {"plan": sample_plan(), "trace": ["plan_actions"]}
@@ -132,24 +137,41 @@ def build_support_graph(checkpointer: Any):
 
 
 def build_message_graph(checkpointer: Any):
-    """A scripted agent: a tool call and its result in turn one, an approval pause in turn two."""
+    """A scripted agent: a tool call and its result, then an approval pause.
+
+    Turn one calls a tool and answers; turn two asks to cancel and pauses.
+    """
 
     def agent(state: SupportState) -> dict:
         last = state["messages"][-1]
         if isinstance(last, HumanMessage) and "cancel" in last.content:
-            call = {"name": "cancel_pending_order", "args": {"order_id": "#W1"}, "id": "call-2"}
+            call = {
+                "name": "cancel_pending_order",
+                "args": {"order_id": "#W1"},
+                "id": "call-2",
+            }
             return {"messages": [AIMessage(id="ai-3", content="", tool_calls=[call])]}
         if isinstance(last, HumanMessage):
-            call = {"name": "get_order_details", "args": {"order_id": "#W1"}, "id": "call-1"}
+            call = {
+                "name": "get_order_details",
+                "args": {"order_id": "#W1"},
+                "id": "call-1",
+            }
             message = AIMessage(
                 id="ai-1",
                 content="Let me check.",
                 tool_calls=[call],
                 response_metadata={"model_name": "scripted"},
-                usage_metadata={"input_tokens": 12, "output_tokens": 7, "total_tokens": 19},
+                usage_metadata={
+                    "input_tokens": 12,
+                    "output_tokens": 7,
+                    "total_tokens": 19,
+                },
             )
             return {"messages": [message]}
-        return {"messages": [AIMessage(id="ai-2", content="Your order #W1 is pending.")]}
+        return {
+            "messages": [AIMessage(id="ai-2", content="Your order #W1 is pending.")]
+        }
 
     def tools(state: SupportState) -> dict:
         call = state["messages"][-1].tool_calls[0]
@@ -191,7 +213,9 @@ class FanState(TypedDict, total=False):
     review: Annotated[list[str], operator.add]
 
 
-def build_fan_graph(checkpointer: Any, *, marker: Path | None = None, crash: bool = False):
+def build_fan_graph(
+    checkpointer: Any, *, marker: Path | None = None, crash: bool = False
+):
     """start, then fast and slow in parallel, then join.
 
     ``fast`` appends a line to ``marker`` each time it runs. With ``crash`` the

@@ -1,4 +1,4 @@
-"""Fixtures of the checkpoint saver tests: savers on the session server and private servers."""
+"""Fixtures of the checkpoint saver tests: savers and private Redis servers."""
 
 from __future__ import annotations
 

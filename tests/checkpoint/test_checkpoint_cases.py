@@ -32,8 +32,12 @@ from warden.checkpoint import RedisSaver
 def _run_two_turns(checkpointer, thread_id: str) -> None:
     graph = build_message_graph(checkpointer)
     config = {"configurable": {"thread_id": thread_id}}
-    graph.invoke({"messages": [HumanMessage(id="human-1", content="Where is #W1?")]}, config)
-    graph.invoke({"messages": [HumanMessage(id="human-2", content="Please cancel it")]}, config)
+    graph.invoke(
+        {"messages": [HumanMessage(id="human-1", content="Where is #W1?")]}, config
+    )
+    graph.invoke(
+        {"messages": [HumanMessage(id="human-2", content="Please cancel it")]}, config
+    )
 
 
 def test_messages_survive_redis(saver: RedisSaver, redis_url: str) -> None:
@@ -142,9 +146,15 @@ def releases(tmp_path: Path) -> tuple[Path, Path]:
 def test_moved_class_without_alias_raises(redis_url: str, releases) -> None:
     first, second = releases
     run_child_json(
-        "moved-class-write", redis_url, "k3", "release_one.models.Plan", extra_path=(first,)
+        "moved-class-write",
+        redis_url,
+        "k3",
+        "release_one.models.Plan",
+        extra_path=(first,),
     )
-    loaded = run_child_json("moved-class-read", redis_url, "k3", "{}", extra_path=(second,))
+    loaded = run_child_json(
+        "moved-class-read", redis_url, "k3", "{}", extra_path=(second,)
+    )
     assert loaded["type_name"] == "release_one.models.Plan"
     assert loaded["channel"] == "plan"
     assert loaded["key"] == "warden:cp:{k3}:blobs"
@@ -155,10 +165,16 @@ def test_moved_class_without_alias_raises(redis_url: str, releases) -> None:
 def test_moved_class_with_alias_resumes(redis_url: str, releases) -> None:
     first, second = releases
     run_child_json(
-        "moved-class-write", redis_url, "k3", "release_one.models.Plan", extra_path=(first,)
+        "moved-class-write",
+        redis_url,
+        "k3",
+        "release_one.models.Plan",
+        extra_path=(first,),
     )
     aliases = json.dumps({"release_one.models.Plan": "release_two.plans.Plan"})
-    loaded = run_child_json("moved-class-read", redis_url, "k3", aliases, extra_path=(second,))
+    loaded = run_child_json(
+        "moved-class-read", redis_url, "k3", aliases, extra_path=(second,)
+    )
     assert loaded["class"] == "release_two.plans.Plan"
     assert loaded["dump"] == {
         "steps": [{"tool": "refund_order", "arguments": {"order_id": "#W7"}}],
@@ -193,11 +209,15 @@ def test_history_newest_first(name: str, saver: RedisSaver) -> None:
         graph.get_state(config).config["configurable"]["checkpoint_id"]
     ]
     for item, older in zip(listed, listed[1:]):
-        assert item.parent_config["configurable"]["checkpoint_id"] == older.config[
-            "configurable"
-        ]["checkpoint_id"]
+        assert (
+            item.parent_config["configurable"]["checkpoint_id"]
+            == older.config["configurable"]["checkpoint_id"]
+        )
     assert listed[-1].parent_config is None
-    history = [s.config["configurable"]["checkpoint_id"] for s in graph.get_state_history(config)]
+    history = [
+        s.config["configurable"]["checkpoint_id"]
+        for s in graph.get_state_history(config)
+    ]
     assert history == ids
 
 
@@ -224,7 +244,8 @@ def test_history_async_matches_sync(redis_url: str) -> None:
             async for s in graph.aget_state_history(config)
         ]
         sync_ids = [
-            s.config["configurable"]["checkpoint_id"] for s in graph.get_state_history(config)
+            s.config["configurable"]["checkpoint_id"]
+            for s in graph.get_state_history(config)
         ]
         await saver.aclient.aclose()
         saver.client.close()
@@ -292,7 +313,9 @@ def test_retention_covers_every_key(redis_url: str, redis_client: redis.Redis) -
     graph.invoke({"trace": []}, finished)
     graph.invoke(Command(resume="approved"), finished)
     graph.invoke({"trace": []}, paused)
-    assert _cancel_mid_reply(redis_url, "cancelled") == [{"draft": {"trace": ["draft"]}}]
+    assert _cancel_mid_reply(redis_url, "cancelled") == [
+        {"draft": {"trace": ["draft"]}}
+    ]
     kept = {"configurable": {"thread_id": "kept"}}
     graph.invoke({"trace": []}, kept)
 
@@ -309,7 +332,9 @@ def test_retention_covers_every_key(redis_url: str, redis_client: redis.Redis) -
     graph.invoke(Command(resume="approved"), kept)
     assert all(redis_client.ttl(key) == -1 for key in _keys_of(redis_client, "kept"))
     for thread_id in ("finished", "paused", "cancelled"):
-        assert all(redis_client.ttl(key) > 0 for key in _keys_of(redis_client, thread_id))
+        assert all(
+            redis_client.ttl(key) > 0 for key in _keys_of(redis_client, thread_id)
+        )
 
     time.sleep(TTL_SECONDS + 1)
     for thread_id in ("finished", "paused", "cancelled"):

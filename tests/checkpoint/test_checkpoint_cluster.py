@@ -25,13 +25,15 @@ from redis.crc import key_slot
 
 from warden.checkpoint import RedisSaver
 from warden.checkpoint_keys import thread_keys
-from warden.redis_server import RedisServer
+from warden.redis_server import RedisServer, free_port
 
 NODES = 3
 
 
 @pytest.fixture(scope="module")
-def cluster_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RedisServer]]:
+def cluster_nodes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[list[RedisServer]]:
     redis_cli = shutil.which("redis-cli")
     if not os.access(SYSTEM_REDIS, os.X_OK) or redis_cli is None:
         pytest.skip("a system redis-server and redis-cli are needed for a cluster")
@@ -46,16 +48,30 @@ def cluster_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Red
                     appendonly=False,
                     binary=SYSTEM_REDIS,
                     extra_args=[
-                        "--cluster-enabled", "yes",
-                        "--cluster-config-file", str(data_dir / "nodes.conf"),
-                        "--cluster-node-timeout", "2000",
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        str(data_dir / "nodes.conf"),
+                        "--cluster-node-timeout",
+                        "2000",
+                        # The default bus port is port + 10000, past 65535 for
+                        # high free ports, so pick it explicitly.
+                        "--cluster-port",
+                        str(free_port()),
                     ],
                 ).start()
             )
         addresses = [f"127.0.0.1:{server.port}" for server in servers]
         subprocess.run(
-            [redis_cli, "--cluster", "create", *addresses, "--cluster-replicas", "0",
-             "--cluster-yes"],
+            [
+                redis_cli,
+                "--cluster",
+                "create",
+                *addresses,
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
             check=True,
             capture_output=True,
             timeout=60,
@@ -73,7 +89,9 @@ def _wait_for_cluster(servers: list[RedisServer]) -> None:
         client = redis.Redis(port=server.port)
         while client.cluster("info").get("cluster_state") != "ok":
             if time.monotonic() > deadline:
-                raise AssertionError(f"cluster node {server.port} never reached state ok")
+                raise AssertionError(
+                    f"cluster node {server.port} never reached state ok"
+                )
             time.sleep(0.1)
         client.close()
 
@@ -127,4 +145,3 @@ def test_cluster_thread_on_one_node(cluster) -> None:
     assert len(list(saver.list({"configurable": {"thread_id": "copy"}}))) == 8
     assert sum(cluster.exists(key) for key in thread_keys("delta}")) == 0
     assert len(list(saver.list(None))) == 8 + 1 + 8 + 8
-

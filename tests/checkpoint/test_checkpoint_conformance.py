@@ -18,6 +18,7 @@ from langgraph.checkpoint.conformance import checkpointer_test, validate
 
 from warden.checkpoint import RedisSaver
 
+
 def run_conformance(url: str, *, api: str) -> dict:
     """Run the whole suite and return {capability: failures} for the failed ones."""
 

@@ -1,4 +1,4 @@
-"""Crash safety: a killed agent process, a killed Redis, and one atomic step per write."""
+"""Crash safety: a killed agent, a killed Redis, and one atomic step per write."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ from warden.redis_server import RedisServer
 
 
 @pytest.mark.parametrize("durability", ["sync", "async"])
-def test_sigkill_mid_step_then_resume(durability: str, redis_url: str, tmp_path: Path) -> None:
+def test_sigkill_mid_step_then_resume(
+    durability: str, redis_url: str, tmp_path: Path
+) -> None:
     marker = tmp_path / "fast-runs.txt"
     crashed = run_child(
         "fan-run", redis_url, "crash", str(marker), durability, "crash", check=False
@@ -37,7 +39,9 @@ def test_sigkill_mid_step_then_resume(durability: str, redis_url: str, tmp_path:
     assert marker.read_text() == "fast\n"
 
 
-def test_sigkill_with_exit_durability_keeps_nothing(redis_url: str, tmp_path: Path) -> None:
+def test_sigkill_with_exit_durability_keeps_nothing(
+    redis_url: str, tmp_path: Path
+) -> None:
     marker = tmp_path / "fast-runs.txt"
     crashed = run_child(
         "fan-run", redis_url, "crash", str(marker), "exit", "crash", check=False
@@ -77,7 +81,9 @@ def test_paused_thread_survives_restart(stop: str, tmp_path: Path) -> None:
         stop_server(restarted)
 
 
-def _commands_during(client: redis.Redis, monitor_client: redis.Redis, action) -> list[str]:
+def _commands_during(
+    client: redis.Redis, monitor_client: redis.Redis, action
+) -> list[str]:
     """Return the commands the saver's connection sent while ``action`` ran."""
     with monitor_client.monitor() as monitor:
         action()
@@ -99,16 +105,25 @@ def test_each_call_is_one_script(saver: RedisSaver, redis_url: str) -> None:
     config = {"configurable": {"thread_id": "atomic", "checkpoint_ns": ""}}
     checkpoint = generate_checkpoint(channel_values={"a": 1, "b": "x"})
     checkpoint["channel_versions"] = {"a": "1", "b": "1"}
-    saver.put(config, checkpoint, {"step": 0}, {"a": "1", "b": "1"})  # loads the scripts
-    stored = {**config, "configurable": {**config["configurable"], "checkpoint_id": checkpoint["id"]}}
+    saver.put(
+        config, checkpoint, {"step": 0}, {"a": "1", "b": "1"}
+    )  # loads the scripts
+    stored = {
+        **config,
+        "configurable": {**config["configurable"], "checkpoint_id": checkpoint["id"]},
+    }
     monitor_client = redis.Redis.from_url(redis_url)
     calls = {
         "put": lambda: saver.put(config, checkpoint, {"step": 0}, {"a": "1", "b": "1"}),
-        "put_writes": lambda: saver.put_writes(stored, [("a", 2), ("b", "y")], "task-1"),
+        "put_writes": lambda: saver.put_writes(
+            stored, [("a", 2), ("b", "y")], "task-1"
+        ),
         "get_tuple": lambda: saver.get_tuple(config),
     }
     for name, action in calls.items():
-        assert _commands_during(saver.client, monitor_client, action) == ["EVALSHA"], name
+        assert _commands_during(saver.client, monitor_client, action) == ["EVALSHA"], (
+            name
+        )
     monitor_client.close()
 
 
@@ -142,7 +157,11 @@ def test_torn_aof_write_loads_old_state(binary: str | None, tmp_path: Path) -> N
     torn = (
         b"*1\r\n$5\r\nMULTI\r\n"
         b"*4\r\n$4\r\nZADD\r\n$20\r\nwarden:cp:{torn}:idx\r\n$1\r\n0\r\n"
-        + b"$" + str(len(member)).encode() + b"\r\n" + member + b"\r\n"
+        + b"$"
+        + str(len(member)).encode()
+        + b"\r\n"
+        + member
+        + b"\r\n"
         + b"*4\r\n$4\r\nHSET\r\n$19\r\nwarden:cp:{torn}:cp\r\n$37\r\n"
     )
     with aof.open("ab") as handle:

@@ -62,7 +62,9 @@ def test_parallel_interrupts_async(redis_url: str) -> None:
 
 
 @pytest.mark.parametrize("durability", ["sync", "async", "exit"])
-def test_finished_branch_not_rerun(durability: str, saver: RedisSaver, tmp_path) -> None:
+def test_finished_branch_not_rerun(
+    durability: str, saver: RedisSaver, tmp_path
+) -> None:
     counts = {}
     for name, checkpointer in (("memory", InMemorySaver()), ("redis", saver)):
         marker = tmp_path / f"{name}.txt"
@@ -90,7 +92,9 @@ def test_subgraph_namespaces(saver: RedisSaver) -> None:
     assert child_state.next == ("approve",)
 
     root = list(saver.list({"configurable": {"thread_id": "sub", "checkpoint_ns": ""}}))
-    child = list(saver.list({"configurable": {"thread_id": "sub", "checkpoint_ns": child_ns}}))
+    child = list(
+        saver.list({"configurable": {"thread_id": "sub", "checkpoint_ns": child_ns}})
+    )
     every = list(saver.list({"configurable": {"thread_id": "sub"}}))
     assert {t.config["configurable"]["checkpoint_ns"] for t in root} == {""}
     assert {t.config["configurable"]["checkpoint_ns"] for t in child} == {child_ns}
@@ -110,7 +114,10 @@ def test_subgraph_history_matches_in_memory(saver: RedisSaver) -> None:
         config = {"configurable": {"thread_id": "sub"}}
         graph.invoke({"trace": []}, config)
         graph.invoke(Command(resume="ok"), config)
-        return [(s.metadata["step"], s.next, s.values) for s in graph.get_state_history(config)]
+        return [
+            (s.metadata["step"], s.next, s.values)
+            for s in graph.get_state_history(config)
+        ]
 
     assert shape(saver) == shape(InMemorySaver())
 
@@ -190,6 +197,33 @@ def test_list_before_pages(saver: RedisSaver) -> None:
     assert filtered == [3]
 
 
+def test_list_filter_many_pages(saver: RedisSaver) -> None:
+    from langgraph.checkpoint.conformance.test_utils import (  # noqa: PLC0415
+        generate_checkpoint,
+    )
+
+    config = {"configurable": {"thread_id": "many", "checkpoint_ns": ""}}
+    ids = []
+    for step in range(600):
+        checkpoint = generate_checkpoint()
+        saver.put(
+            config,
+            checkpoint,
+            {"source": "loop", "step": step, "even": step % 2 == 0},
+            {},
+        )
+        ids.append(checkpoint["id"])
+    newest_first = ids[::-1]
+    even = [t.checkpoint["id"] for t in saver.list(config, filter={"even": True})]
+    assert even == newest_first[1::2]
+    odd = [
+        t.checkpoint["id"]
+        for t in saver.list(config, filter={"even": False}, limit=150)
+    ]
+    assert odd == newest_first[0::2][:150]
+    assert [t.checkpoint["id"] for t in saver.list(config)] == newest_first
+
+
 def test_list_all_threads(saver: RedisSaver) -> None:
     graph = build_parallel_interrupt_graph(saver)
     for thread_id in ("a{1}", "b}", "c"):
@@ -197,4 +231,3 @@ def test_list_all_threads(saver: RedisSaver) -> None:
     threads = {t.config["configurable"]["thread_id"] for t in saver.list(None)}
     assert threads == {"a{1}", "b}", "c"}
     assert len(list(saver.list(None, limit=3))) == 3
-

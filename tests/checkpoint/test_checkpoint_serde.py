@@ -46,10 +46,14 @@ def _values() -> dict:
             ToolMessage(id="t1", content="ok", tool_call_id="c1"),
         ],
         "plan": sample_plan(),
-        "receipt": Receipt("#W1", 500, datetime(2026, 5, 1, tzinfo=ZoneInfo("Europe/Paris"))),
+        "receipt": Receipt(
+            "#W1", 500, datetime(2026, 5, 1, tzinfo=ZoneInfo("Europe/Paris"))
+        ),
         "address": Address("Lyon", date(2020, 2, 29)),
         "when_utc": datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc),
-        "when_offset": datetime(2026, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=-3, minutes=-30))),
+        "when_offset": datetime(
+            2026, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=-3, minutes=-30))
+        ),
         "raw": b"\x00\xffbytes",
         "raw_mutable": bytearray(b"abc"),
         "tags": {"vip", "returning"},
@@ -57,7 +61,9 @@ def _values() -> dict:
         "amount": Decimal("12.30"),
         "request_id": uuid.UUID("12345678-1234-5678-1234-567812345678"),
         "tier": Tier.GOLD,
-        "nested": {"deep": [{"at": datetime(2026, 2, 2, tzinfo=ZoneInfo("Asia/Tokyo"))}]},
+        "nested": {
+            "deep": [{"at": datetime(2026, 2, 2, tzinfo=ZoneInfo("Asia/Tokyo"))}]
+        },
         "send": Send("execute_actions", {"step": 1}),
         "nothing": None,
     }
@@ -67,8 +73,12 @@ def _round_trip(checkpointer, values: dict) -> dict:
     config = {"configurable": {"thread_id": "serde", "checkpoint_ns": ""}}
     versions = {key: "1" for key in values}
     checkpoint = generate_checkpoint(channel_values=values, channel_versions=versions)
-    stored = checkpointer.put(config, checkpoint, {"source": "loop", "step": 1}, versions)
-    checkpointer.put_writes(stored, [("plan", values["plan"]), ("tags", values["tags"])], "task")
+    stored = checkpointer.put(
+        config, checkpoint, {"source": "loop", "step": 1}, versions
+    )
+    checkpointer.put_writes(
+        stored, [("plan", values["plan"]), ("tags", values["tags"])], "task"
+    )
     restored = checkpointer.get_tuple(stored)
     assert [w[2] for w in restored.pending_writes] == [values["plan"], values["tags"]]
     return restored.checkpoint["channel_values"]
@@ -89,7 +99,10 @@ def test_values_round_trip_exactly(saver: RedisSaver) -> None:
 def test_stock_serializer_reads_output() -> None:
     values = _values()
     typed = CheckpointSerializer().dumps_typed(values)
-    for reader in (JsonPlusSerializer(), JsonPlusSerializer(allowed_msgpack_modules=None)):
+    for reader in (
+        JsonPlusSerializer(),
+        JsonPlusSerializer(allowed_msgpack_modules=None),
+    ):
         restored = reader.loads_typed(typed)
         assert restored["when_offset"] == values["when_offset"]
         assert restored["nested"]["deep"][0]["at"].tzinfo == ZoneInfo("Asia/Tokyo")
@@ -134,7 +147,9 @@ def vanishing_module():
 def _store_then_forget(saver: RedisSaver, module) -> dict:
     config = {"configurable": {"thread_id": "moved", "checkpoint_ns": ""}}
     values = {"invoice": module.Invoice("INV-1", 990)}
-    checkpoint = generate_checkpoint(channel_values=values, channel_versions={"invoice": "1"})
+    checkpoint = generate_checkpoint(
+        channel_values=values, channel_versions={"invoice": "1"}
+    )
     stored = saver.put(config, checkpoint, {}, {"invoice": "1"})
     sys.modules.pop("billing_release_one")
     return stored
@@ -193,7 +208,12 @@ def test_changed_constructor_raises(vanishing_module) -> None:
 
 
 def test_nested_moved_value_raises(vanishing_module) -> None:
-    value = {"history": [Address("Paris", date(2021, 1, 1)), vanishing_module.Invoice("I", 1)]}
+    value = {
+        "history": [
+            Address("Paris", date(2021, 1, 1)),
+            vanishing_module.Invoice("I", 1),
+        ]
+    }
     typed = CheckpointSerializer().dumps_typed(value)
     sys.modules.pop("billing_release_one")
     with pytest.raises(CheckpointDecodeError, match="billing_release_one.Invoice"):
@@ -207,7 +227,9 @@ def test_blocked_type_raises_in_strict_mode() -> None:
         serializer.loads_typed(typed)
     allowed = serializer.with_msgpack_allowlist([Address])
     assert allowed.loads_typed(typed) == Address("Lyon", date(2020, 1, 1))
-    assert serializer.loads_typed(serializer.dumps_typed({"x": {1, 2}})) == {"x": {1, 2}}
+    assert serializer.loads_typed(serializer.dumps_typed({"x": {1, 2}})) == {
+        "x": {1, 2}
+    }
 
 
 def test_custom_serde_error_names_key(saver: RedisSaver) -> None:
@@ -218,7 +240,9 @@ def test_custom_serde_error_names_key(saver: RedisSaver) -> None:
             return super().loads_typed(data)
 
     config = {"configurable": {"thread_id": "custom", "checkpoint_ns": ""}}
-    checkpoint = generate_checkpoint(channel_values={"secret": b"x"}, channel_versions={"secret": "1"})
+    checkpoint = generate_checkpoint(
+        channel_values={"secret": b"x"}, channel_versions={"secret": "1"}
+    )
     stored = saver.put(config, checkpoint, {}, {"secret": "1"})
     broken = RedisSaver(saver.client, serde=BrokenSerde())
     with pytest.raises(CheckpointDecodeError, match="cipher key rotated") as raised:

@@ -26,18 +26,25 @@ def _config(thread_id: str, ns: str = "", checkpoint_id: str | None = None) -> d
     return {"configurable": configurable}
 
 
-def _put_chain(saver: RedisSaver, thread_id: str, count: int, ns: str = "") -> list[dict]:
-    """Store ``count`` checkpoints, each with a new value, one write and a parent link."""
+def _put_chain(
+    saver: RedisSaver, thread_id: str, count: int, ns: str = ""
+) -> list[dict]:
+    """Store ``count`` linked checkpoints, each with a new value and one write."""
     stored = []
     parent = _config(thread_id, ns)
+    version = None
     for step in range(count):
-        version = saver.get_next_version(None if step == 0 else version, None)
+        version = saver.get_next_version(version, None)
         checkpoint = generate_checkpoint(
             channel_values={"counter": step, "fixed": "same"},
             channel_versions={"counter": version, "fixed": "1"},
         )
-        new_versions = {"counter": version, "fixed": "1"} if step == 0 else {"counter": version}
-        config = saver.put(parent, checkpoint, {"source": "loop", "step": step}, new_versions)
+        new_versions = (
+            {"counter": version, "fixed": "1"} if step == 0 else {"counter": version}
+        )
+        config = saver.put(
+            parent, checkpoint, {"source": "loop", "step": step}, new_versions
+        )
         saver.put_writes(config, [("counter", step + 100)], f"task-{step}")
         stored.append(config)
         parent = config
@@ -102,7 +109,9 @@ def test_ttl_must_be_positive(redis_client: redis.Redis) -> None:
 # -- prune and delete -----------------------------------------------------------------
 
 
-def test_prune_keep_last_per_namespace(saver: RedisSaver, redis_client: redis.Redis) -> None:
+def test_prune_keep_last_per_namespace(
+    saver: RedisSaver, redis_client: redis.Redis
+) -> None:
     root = _put_chain(saver, "pr", 5)
     child = _put_chain(saver, "pr", 4, ns="child:1")
     saver.prune("pr", keep_last=2)
@@ -139,7 +148,9 @@ def test_prune_keep_last_rejects_zero(saver: RedisSaver) -> None:
         saver.prune("x", strategy="oldest")
 
 
-def test_prune_delete_leaves_no_keys(saver: RedisSaver, redis_client: redis.Redis) -> None:
+def test_prune_delete_leaves_no_keys(
+    saver: RedisSaver, redis_client: redis.Redis
+) -> None:
     _put_chain(saver, "gone", 3)
     _put_chain(saver, "stays", 2)
     saver.prune("gone", strategy="delete")
@@ -180,15 +191,23 @@ def test_persist_only_named_thread(redis_client: redis.Redis) -> None:
     saver.persist("audit")
     _put_chain(saver, "audit", 1)
     saver.get_tuple(_config("audit"))
-    assert {redis_client.ttl(k) for k in _thread_keys_in_redis(redis_client, "audit")} == {-1}
-    assert all(redis_client.ttl(k) > 0 for k in _thread_keys_in_redis(redis_client, "normal"))
+    assert {
+        redis_client.ttl(k) for k in _thread_keys_in_redis(redis_client, "audit")
+    } == {-1}
+    assert all(
+        redis_client.ttl(k) > 0 for k in _thread_keys_in_redis(redis_client, "normal")
+    )
 
 
 # -- keys ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("thread_id", ["plain", "a{b}c", "}{", "100%", "%7B", "", "ü 🙂"])
-def test_thread_keys_share_one_slot(thread_id: str, saver: RedisSaver, redis_client) -> None:
+@pytest.mark.parametrize(
+    "thread_id", ["plain", "a{b}c", "}{", "100%", "%7B", "", "ü 🙂"]
+)
+def test_thread_keys_share_one_slot(
+    thread_id: str, saver: RedisSaver, redis_client
+) -> None:
     keys = thread_keys(thread_id)
     assert len({key_slot(key.encode()) for key in keys}) == 1
     _put_chain(saver, thread_id, 2)
@@ -222,7 +241,9 @@ def test_next_version_increases(saver: RedisSaver) -> None:
 # -- clients and connection errors ----------------------------------------------------
 
 
-def test_unreachable_url_names_host_not_password(caplog: pytest.LogCaptureFixture) -> None:
+def test_unreachable_url_names_host_not_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     url = f"redis://agent:s3cret-pass@127.0.0.1:{free_port()}/0"
     saver = RedisSaver.from_url(url)
     with caplog.at_level(logging.WARNING, logger="warden.checkpoint"):
@@ -287,4 +308,6 @@ def test_copy_thread_applies_ttl(redis_client: redis.Redis) -> None:
     target = saver.get_tuple(_config("target"))
     assert target.pending_writes == [("task-2", "counter", 102)]
     assert target.config["configurable"]["thread_id"] == "target"
-    assert all(redis_client.ttl(k) > 0 for k in _thread_keys_in_redis(redis_client, "target"))
+    assert all(
+        redis_client.ttl(k) > 0 for k in _thread_keys_in_redis(redis_client, "target")
+    )

@@ -46,12 +46,21 @@ def test_cancel_request_end_to_end_on_local_model(settings: Settings, store, loc
         assert store.call("get_order_details", {"order_id": EMMA_ORDER})["status"] == "pending"
 
         tokens: list[str] = []
+        chunks: list[tuple[object, dict]] = []
         warden.decide("t-local", {action.action_id: {"decision": "approve", "reviewer": "alice"}})
         outcome = warden.decide(
-            "t-local", {action.action_id: {"decision": "approve", "reviewer": "bob"}}, on_token=tokens.append
+            "t-local",
+            {action.action_id: {"decision": "approve", "reviewer": "bob"}},
+            on_token=tokens.append,
+            on_chunk=lambda chunk, metadata: chunks.append((chunk, metadata)),
         )
         assert outcome.status == "answered"
         assert outcome.answer.strip()
+        # Only the answering node streams model tokens, and each token once.
+        streamed = [(c, m) for c, m in chunks if c.type == "AIMessageChunk"]
+        assert streamed
+        assert {m["langgraph_node"] for _, m in streamed} == {"respond"}
+        assert "".join(c.content for c, _ in streamed) == outcome.answer
         assert "".join(tokens) == outcome.answer
         order = store.call("get_order_details", {"order_id": EMMA_ORDER})
         assert order["status"] == "cancelled"

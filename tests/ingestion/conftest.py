@@ -47,7 +47,9 @@ def _pdf_string(text: str) -> str:
     return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
 
-def write_pdf(path: Path, pages: list[str | None], *, image_pages: frozenset[int] = frozenset()) -> Path:
+def write_pdf(
+    path: Path, pages: list[str | None], *, image_pages: frozenset[int] = frozenset()
+) -> Path:
     """Write a PDF with one page per entry: text lines, or nothing for ``None``.
 
     Pages whose 0-based index is in ``image_pages`` get a small drawn image
@@ -69,12 +71,15 @@ def write_pdf(path: Path, pages: list[str | None], *, image_pages: frozenset[int
             pixels = zlib.compress(bytes(range(0, 192)) * 4)
             image = add(
                 b"<< /Type /XObject /Subtype /Image /Width 16 /Height 16 /ColorSpace /DeviceRGB "
-                b"/BitsPerComponent 8 /Filter /FlateDecode /Length %d >>\nstream\n" % len(pixels)
+                b"/BitsPerComponent 8 /Filter /FlateDecode /Length %d >>\nstream\n"
+                % len(pixels)
                 + pixels
                 + b"\nendstream"
             )
             operations.append("q 200 0 0 200 72 500 cm /Im1 Do Q")
-            resources = f"<< /Font << /F1 {font} 0 R >> /XObject << /Im1 {image} 0 R >> >>"
+            resources = (
+                f"<< /Font << /F1 {font} 0 R >> /XObject << /Im1 {image} 0 R >> >>"
+            )
         else:
             resources = f"<< /Font << /F1 {font} 0 R >> >>"
         if text:
@@ -83,7 +88,9 @@ def write_pdf(path: Path, pages: list[str | None], *, image_pages: frozenset[int
                 operations.append(f"({_pdf_string(line)}) Tj T*")
             operations.append("ET")
         stream = "\n".join(operations).encode("latin-1")
-        content = add(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+        content = add(
+            b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream"
+        )
         page_ids.append(
             add(
                 f"<< /Type /Page /Parent {page_tree} 0 R /MediaBox [0 0 612 792] "
@@ -92,7 +99,9 @@ def write_pdf(path: Path, pages: list[str | None], *, image_pages: frozenset[int
         )
     objects[catalog - 1] = f"<< /Type /Catalog /Pages {page_tree} 0 R >>".encode()
     kids = " ".join(f"{page} 0 R" for page in page_ids)
-    objects[page_tree - 1] = f"<< /Type /Pages /Kids [{kids}] /Count {len(page_ids)} >>".encode()
+    objects[page_tree - 1] = (
+        f"<< /Type /Pages /Kids [{kids}] /Count {len(page_ids)} >>".encode()
+    )
 
     output = bytearray(b"%PDF-1.4\n")
     offsets = []
@@ -104,7 +113,9 @@ def write_pdf(path: Path, pages: list[str | None], *, image_pages: frozenset[int
     for offset in offsets:
         output += b"%010d 00000 n \n" % offset
     output += b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1, catalog, xref,
+        len(objects) + 1,
+        catalog,
+        xref,
     )
     path.write_bytes(bytes(output))
     return path

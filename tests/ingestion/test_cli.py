@@ -20,7 +20,9 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_missing_source_exits_nonzero(tmp_path):
-    result = _run("--source", str(tmp_path / "absent"), "--index", str(tmp_path / "index"))
+    result = _run(
+        "--source", str(tmp_path / "absent"), "--index", str(tmp_path / "index")
+    )
 
     assert result.returncode == 2
     assert "source not found" in result.stderr
@@ -33,10 +35,16 @@ def test_foreign_index_folder_exits_nonzero(tmp_path):
     (tmp_path / "index").mkdir()
     (tmp_path / "index" / "other.txt").write_text("x", encoding="utf-8")
 
-    result = _run("--source", str(tmp_path / "kb"), "--index", str(tmp_path / "index"), "--no-progress")
+    result = _run(
+        "--source",
+        str(tmp_path / "kb"),
+        "--index",
+        str(tmp_path / "index"),
+        "--no-progress",
+    )
 
     assert result.returncode == 1
-    assert "is not empty and holds no manifest.json" in result.stderr
+    assert "is not empty and contains no manifest.json" in result.stderr
 
 
 def test_build_prints_per_file_report(tmp_path):

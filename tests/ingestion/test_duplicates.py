@@ -90,7 +90,9 @@ def test_records_sharing_id_and_text_are_deduplicated(tmp_path, hashing_embedder
     source = tmp_path / "kb"
     source.mkdir()
     record = {"id": "a1", "title": "Returns", "content": "Return within 30 days."}
-    (source / "articles.json").write_text(json.dumps([record, record]), encoding="utf-8")
+    (source / "articles.json").write_text(
+        json.dumps([record, record]), encoding="utf-8"
+    )
 
     report = build_index(source, tmp_path / "index", hashing_embedder, progress=False)
 

@@ -18,7 +18,9 @@ UTF16_TEXT = "Résumé of the naïve coöperative’s policy ✓"
 
 @pytest.fixture
 def cp1252_platform(monkeypatch):
-    monkeypatch.setattr(locale, "getpreferredencoding", lambda do_setlocale=True: "cp1252")
+    monkeypatch.setattr(
+        locale, "getpreferredencoding", lambda do_setlocale=True: "cp1252"
+    )
     monkeypatch.setattr(locale, "getencoding", lambda: "cp1252")
 
 
@@ -28,13 +30,19 @@ def mixed_folder(tmp_path):
     folder.mkdir()
     (folder / "utf8.txt").write_bytes(UTF8_TEXT.encode("utf-8"))
     (folder / "latin1.txt").write_bytes(LATIN1_TEXT.encode("latin-1"))
-    (folder / "utf16.txt").write_bytes(codecs.BOM_UTF16_LE + UTF16_TEXT.encode("utf-16-le"))
+    (folder / "utf16.txt").write_bytes(
+        codecs.BOM_UTF16_LE + UTF16_TEXT.encode("utf-16-le")
+    )
     (folder / "binary.txt").write_bytes(bytes(range(256)) * 4)
     return folder
 
 
-def test_folder_ingests_all_but_binary(mixed_folder, tmp_path, hashing_embedder, cp1252_platform):
-    report = build_index(mixed_folder, tmp_path / "index", hashing_embedder, progress=False)
+def test_folder_ingests_all_but_binary(
+    mixed_folder, tmp_path, hashing_embedder, cp1252_platform
+):
+    report = build_index(
+        mixed_folder, tmp_path / "index", hashing_embedder, progress=False
+    )
 
     statuses = {entry.path: entry for entry in report.files}
     assert statuses["kb/binary.txt"].status == "skipped"
@@ -42,10 +50,15 @@ def test_folder_ingests_all_but_binary(mixed_folder, tmp_path, hashing_embedder,
     assert statuses["kb/utf8.txt"].status == "added"
     assert statuses["kb/utf16.txt"].status == "added"
     assert statuses["kb/latin1.txt"].status == "added"
-    assert statuses["kb/latin1.txt"].reason == "not valid UTF-8 at byte 6; decoded as Latin-1"
+    assert (
+        statuses["kb/latin1.txt"].reason
+        == "not valid UTF-8 at byte 6; decoded as Latin-1"
+    )
 
 
-def test_stored_text_is_exact(mixed_folder, tmp_path, hashing_embedder, cp1252_platform):
+def test_stored_text_is_exact(
+    mixed_folder, tmp_path, hashing_embedder, cp1252_platform
+):
     build_index(mixed_folder, tmp_path / "index", hashing_embedder, progress=False)
     index = KnowledgeIndex.load(tmp_path / "index", hashing_embedder)
 

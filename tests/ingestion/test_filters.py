@@ -14,11 +14,27 @@ from ingestion import KnowledgeIndex, build_index
 def index(tmp_path, hashing_embedder) -> KnowledgeIndex:
     kb = tmp_path / "kb"
     kb.mkdir()
-    write_pdf(kb / "manual.pdf", ["Reset the router by holding the button.", "Router lights explained."])
-    (kb / "router.md").write_text("# Router\n\n## Reset\n\nHold the router button for 10 seconds.\n", encoding="utf-8")
+    write_pdf(
+        kb / "manual.pdf",
+        ["Reset the router by holding the button.", "Router lights explained."],
+    )
+    (kb / "router.md").write_text(
+        "# Router\n\n## Reset\n\nHold the router button for 10 seconds.\n",
+        encoding="utf-8",
+    )
     tickets = [
-        {"ticket_id": "T1", "subject": "Router dead", "body": "My router will not turn on.", "priority": "high"},
-        {"ticket_id": "T2", "subject": "Router slow", "body": "The router is slow at night.", "priority": "low"},
+        {
+            "ticket_id": "T1",
+            "subject": "Router dead",
+            "body": "My router will not turn on.",
+            "priority": "high",
+        },
+        {
+            "ticket_id": "T2",
+            "subject": "Router slow",
+            "body": "The router is slow at night.",
+            "priority": "low",
+        },
     ]
     (kb / "tickets.json").write_text(json.dumps(tickets), encoding="utf-8")
     build_index(kb, tmp_path / "index", hashing_embedder, progress=False)

@@ -9,14 +9,21 @@ import numpy as np
 import pytest
 
 from conftest import HashingEmbedder
-from ingestion import EmbedderMismatchError, IndexFormatError, KnowledgeIndex, build_index
+from ingestion import (
+    EmbedderMismatchError,
+    IndexFormatError,
+    KnowledgeIndex,
+    build_index,
+)
 
 
 @pytest.fixture
 def built_index(tmp_path):
     source = tmp_path / "kb"
     source.mkdir()
-    (source / "faq.md").write_text("# FAQ\n\n## Shipping\n\nShipping is free over $50.\n", encoding="utf-8")
+    (source / "faq.md").write_text(
+        "# FAQ\n\n## Shipping\n\nShipping is free over $50.\n", encoding="utf-8"
+    )
     index_dir = tmp_path / "index"
     build_index(source, index_dir, HashingEmbedder(32), progress=False)
     return index_dir
@@ -72,7 +79,9 @@ def test_foreign_folder_is_refused_without_unpickling(tmp_path):
 def test_manifest_of_other_format_is_refused(tmp_path):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
-    (foreign / "manifest.json").write_text('{"format": "something-else"}', encoding="utf-8")
+    (foreign / "manifest.json").write_text(
+        '{"format": "something-else"}', encoding="utf-8"
+    )
 
     with pytest.raises(IndexFormatError, match="not a warden-knowledge-index manifest"):
         KnowledgeIndex.load(foreign, HashingEmbedder(32))

@@ -63,7 +63,15 @@ def test_html_sections_skip_scripts(tmp_path):
 
 def test_json_dict_of_records_uses_keys_as_ids(tmp_path):
     path = tmp_path / "articles.json"
-    path.write_text(json.dumps({"k1": {"title": "A", "text": "alpha"}, "k2": {"title": "B", "text": "beta"}}), encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            {
+                "k1": {"title": "A", "text": "alpha"},
+                "k2": {"title": "B", "text": "beta"},
+            }
+        ),
+        encoding="utf-8",
+    )
 
     documents = load_file(path).documents
 
@@ -73,7 +81,12 @@ def test_json_dict_of_records_uses_keys_as_ids(tmp_path):
 
 def test_single_json_object_is_one_record(tmp_path):
     path = tmp_path / "doc_001.json"
-    path.write_text(json.dumps({"id": "doc_001", "title": "Fees", "content": "## Monthly\n\n$5 a month."}), encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            {"id": "doc_001", "title": "Fees", "content": "## Monthly\n\n$5 a month."}
+        ),
+        encoding="utf-8",
+    )
 
     document = load_file(path).documents[0]
 
@@ -83,7 +96,10 @@ def test_single_json_object_is_one_record(tmp_path):
 
 def test_csv_records_with_custom_fields(tmp_path):
     path = tmp_path / "tickets.csv"
-    path.write_text("number,summary,details\n7,Late parcel,Parcel is 3 days late\n8,Empty,\n", encoding="utf-8")
+    path.write_text(
+        "number,summary,details\n7,Late parcel,Parcel is 3 days late\n8,Empty,\n",
+        encoding="utf-8",
+    )
     fields = RecordFields(text=("details",), title=("summary",), id=("number",))
 
     loaded = load_file(path, record_fields=fields)
@@ -114,7 +130,9 @@ def test_pdf_sections_carry_page_numbers(tmp_path):
     loaded = load_file(path)
 
     assert [s.metadata["page"] for s in loaded.documents[0].sections] == [1, 3]
-    assert loaded.notes == ["no text on page(s) 2 of 3 (blank or image-only; OCR is not supported)"]
+    assert loaded.notes == [
+        "no text on page(s) 2 of 3 (blank or image-only; OCR is not supported)"
+    ]
 
 
 def test_damaged_pdf_is_rejected(tmp_path):
@@ -141,19 +159,27 @@ def test_chunk_ids_depend_on_position_only():
 
 
 def test_split_text_respects_max_chars():
-    text = "\n\n".join(["Sentence number one is here. " * 20, "Short paragraph.", "x" * 2500])
+    text = "\n\n".join(
+        ["Sentence number one is here. " * 20, "Short paragraph.", "x" * 2500]
+    )
 
     pieces = split_text(text, 400)
 
     assert all(len(piece) <= 400 for piece in pieces)
-    assert "".join(pieces).replace(" ", "").replace("\n", "") == text.replace(" ", "").replace("\n", "")
+    assert "".join(pieces).replace(" ", "").replace("\n", "") == text.replace(
+        " ", ""
+    ).replace("\n", "")
 
 
 def test_long_section_chunks_keep_heading(tmp_path):
-    title, sections = parse_markdown_sections("# T\n\n## Big\n\n" + "A sentence of text. " * 200)
+    title, sections = parse_markdown_sections(
+        "# T\n\n## Big\n\n" + "A sentence of text. " * 200
+    )
     from ingestion.loaders import Document
 
-    chunks = chunk_document("kb/t.md", Document(title, sections), ChunkingConfig(max_chars=500))
+    chunks = chunk_document(
+        "kb/t.md", Document(title, sections), ChunkingConfig(max_chars=500)
+    )
 
     assert len(chunks) > 5
     assert {chunk.heading for chunk in chunks} == {"Big"}

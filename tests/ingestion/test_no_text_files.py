@@ -12,14 +12,18 @@ from ingestion import KnowledgeIndex, build_index
 
 def _stored_vector_count(index_dir) -> int:
     manifest = json.loads((index_dir / "manifest.json").read_text(encoding="utf-8"))
-    vectors = np.load(index_dir / manifest["data_dir"] / "vectors.npy", allow_pickle=False)
+    vectors = np.load(
+        index_dir / manifest["data_dir"] / "vectors.npy", allow_pickle=False
+    )
     return vectors.shape[0]
 
 
 def test_image_pdf_and_empty_txt_add_nothing(tmp_path, minilm):
     source = tmp_path / "kb"
     source.mkdir()
-    write_pdf(source / "scanned_warranty.pdf", [None, None], image_pages=frozenset({0, 1}))
+    write_pdf(
+        source / "scanned_warranty.pdf", [None, None], image_pages=frozenset({0, 1})
+    )
     (source / "empty.txt").write_bytes(b"")
     write_pdf(
         source / "shipping.pdf",
@@ -58,10 +62,14 @@ def test_question_only_image_pdf_answers_finds_nothing(tmp_path, minilm):
     source = tmp_path / "kb"
     source.mkdir()
     write_pdf(source / "scanned_warranty.pdf", [None], image_pages=frozenset({0}))
-    write_pdf(source / "shipping.pdf", ["Standard shipping takes 5 to 7 business days."])
+    write_pdf(
+        source / "shipping.pdf", ["Standard shipping takes 5 to 7 business days."]
+    )
     index_dir = tmp_path / "index"
     build_index(source, index_dir, minilm, progress=False)
 
     index = KnowledgeIndex.load(index_dir, minilm)
 
-    assert index.search("How many years of warranty cover the blender motor?", k=4) == []
+    assert (
+        index.search("How many years of warranty cover the blender motor?", k=4) == []
+    )

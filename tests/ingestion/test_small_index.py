@@ -29,7 +29,9 @@ def test_index_holds_three_chunks(three_chunk_index):
 
 @pytest.mark.parametrize("mmr_lambda", [None, 0.5])
 def test_k_above_size_returns_all_distinct(three_chunk_index, mmr_lambda):
-    hits = three_chunk_index.search("return or exchange an order", k=5, mmr_lambda=mmr_lambda)
+    hits = three_chunk_index.search(
+        "return or exchange an order", k=5, mmr_lambda=mmr_lambda
+    )
 
     ids = [hit.chunk_id for hit in hits]
     assert len(hits) == 3

@@ -214,3 +214,43 @@ def test_expired_approval_is_listed_then_closed(start_service):
     state = service.client(CUSTOMER_KEY).get(f"/v1/threads/{thread_id}").json()
     assert state["status"] == "idle"
     assert [r["status"] for r in state["results"]] == ["expired"]
+
+
+def test_approval_list_filters(start_service):
+    service = start_service(cancel_script())
+    first = service.new_thread()
+    service.send(first, CANCEL_MESSAGE)
+    time.sleep(0.3)
+    second = service.new_thread()
+    service.send(second, CANCEL_MESSAGE)
+    admin = service.client(ADMIN_KEY)
+
+    def listed(**params):
+        response = admin.get("/v1/approvals", params=params)
+        assert response.status_code == 200, response.text
+        return [item["thread_id"] for item in response.json()]
+
+    assert listed() == [first, second]
+    assert listed(risk="high") == [first, second]
+    assert listed(risk="low") == []
+    assert listed(role="supervisor") == [first, second]
+    assert listed(role="agent") == []
+    assert listed(min_age_seconds=0.25) == [first]
+    assert listed(max_age_seconds=0.25) == [second]
+    assert listed(min_age_seconds=3600) == []
+    assert listed(tenant="acme") == [first, second]
+
+
+def test_customer_withdraws_pending_actions(start_service):
+    service = start_service(cancel_script("I have not cancelled anything."))
+    thread_id = service.new_thread()
+    service.send(thread_id, CANCEL_MESSAGE)
+    customer = service.client(CUSTOMER_KEY)
+    response = customer.post(f"/v1/threads/{thread_id}/cancel")
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "answered"
+    assert [r["status"] for r in response.json()["results"]] == ["cancelled"]
+    assert _order(service)["status"] == "pending"
+    assert service.client(ALICE_KEY).get("/v1/approvals").json() == []
+    assert customer.post(f"/v1/threads/{thread_id}/cancel").status_code == 409
+    assert service.client(ALICE_KEY).post(f"/v1/threads/{thread_id}/cancel").status_code == 403

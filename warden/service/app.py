@@ -310,7 +310,7 @@ def _add_routes(app: FastAPI, settings: Settings) -> None:
 
     @app.get("/v1/me", response_model=PrincipalOut, responses=_ERRORS, tags=["service"])
     def me(principal: Caller) -> PrincipalOut:
-        """Return the caller's identity as the service sees it."""
+        """Return the caller's subject, role and tenant as authenticated from the credential."""
         return PrincipalOut(subject=principal.subject, role=principal.role, tenant=principal.tenant)
 
     @app.post("/v1/threads", status_code=201, response_model=ThreadCreated, tags=["threads"],
@@ -361,6 +361,20 @@ def _add_routes(app: FastAPI, settings: Settings) -> None:
             return runtime.send(internal, body.text, on_token=on_token)
 
         return EventSourceResponse(_turn_events(request, runtime, principal, internal, run), ping=15)
+
+    @app.post("/v1/threads/{thread_id}/cancel", response_model=TurnOut, tags=["threads"],
+              responses={**_ERRORS, 409: {"model": ErrorOut, "description": "Nothing is pending"}})
+    def cancel_pending(request: Request, principal: Caller, thread_id: ThreadPath) -> TurnOut:
+        """Withdraw the thread's pending actions before a reviewer decides; the agent then answers."""
+        _require_customer_channel(principal)
+        runtime = _services(request).get(principal.tenant)
+        internal = _existing_thread(runtime, principal, thread_id)
+        try:
+            outcome = runtime.cancel_pending(internal, reviewer=principal.subject)
+        except ThreadStateError as error:
+            raise HTTPException(409, str(error)) from None
+        logger.info("pending actions withdrawn tenant=%s thread_id=%s", principal.tenant, thread_id)
+        return _turn_out(runtime, principal, internal, outcome)
 
     @app.get("/v1/approvals", response_model=list[ApprovalOut], responses=_ERRORS, tags=["approvals"])
     def list_approvals(
@@ -434,3 +448,8 @@ def _add_routes(app: FastAPI, settings: Settings) -> None:
             raise HTTPException(_error_status(error), str(error)) from None
         logger.info("decisions applied tenant=%s thread_id=%s reviewer=%s", principal.tenant, thread_id, principal.subject)
         return await run_in_threadpool(_turn_out, runtime, principal, internal, outcome)
+
+
+def app_from_env() -> FastAPI:
+    """Build the service from ``Settings.from_env()``; the factory each uvicorn worker calls."""
+    return create_app(Settings.from_env())

@@ -64,9 +64,9 @@ def _key_digest(key: str) -> str:
 def build_principal(claims: Mapping[str, Any], roles: Iterable[str], *, source: str) -> Principal:
     """Validate ``subject``/``sub``, ``role`` and ``tenant`` claims and return the principal.
 
-    Raises ``ValueError`` naming the invalid claim and ``source`` (a key's
-    position in ``WARDEN_API_KEYS`` or ``token``); the value of a claim is
-    named only when it is not secret.
+    Raises ``ValueError`` naming the invalid claim and ``source``, which is a
+    key's position in ``WARDEN_API_KEYS`` or ``token``. Claims are not
+    secret, so the message shows their values.
     """
     subject = claims.get("subject", claims.get("sub"))
     role = claims.get("role")
@@ -93,8 +93,8 @@ class Authenticator:
         """Validate the configured keys and secret.
 
         Raises ``ConfigurationError`` when neither is set, when the secret is
-        shorter than 32 bytes, or when a key's principal is invalid; the
-        message names the key by its position, never by its value.
+        shorter than 32 bytes, or when a key's principal is invalid. The
+        message names a key by its position in the mapping, never by its value.
         """
         self.reviewer_roles = frozenset(reviewer_roles)
         if not api_keys and not token_secret:

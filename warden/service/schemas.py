@@ -135,7 +135,7 @@ class ApprovalOut(BaseModel):
     """The highest risk tier among the waiting actions."""
     policy_version: str
     error: str | None = None
-    """Why the last resume was rejected, if it was."""
+    """Error of the last rejected resume value, if there was one."""
     plan: list[PlanStepOut]
     actions: list[ApprovalActionOut]
     citations: dict[str, CitedPassage]
@@ -168,7 +168,7 @@ class HistoryOut(BaseModel):
 
 
 class TurnOut(BaseModel):
-    """What a turn or a decision produced, for callers that do not read the event stream."""
+    """Outcome of a turn or a decision, for callers that do not read the event stream."""
 
     thread_id: str
     status: Literal["answered", "awaiting_approval"]

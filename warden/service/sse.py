@@ -120,7 +120,7 @@ async def run_streamed(
         try:
             loop.call_soon_threadsafe(queue.put_nowait, item)
         except RuntimeError:
-            # The event loop is closed: the server is stopping and nobody listens.
+            # The event loop is closed because the server is stopping, so no client reads this.
             logger.debug("event loop closed before a stream item was delivered")
 
     def work() -> None:

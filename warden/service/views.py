@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from warden.approvals import APPROVAL_INTERRUPT_TYPE
 from warden.ledger import ApprovalRecord
 from warden.runtime import Warden
 from warden.service.auth import Principal
@@ -38,6 +39,14 @@ def public_thread_id(internal: str) -> str:
 
 def thread_config(internal: str) -> dict[str, Any]:
     return {"configurable": {"thread_id": internal}}
+
+
+def approval_request(snapshot: Any) -> dict[str, Any] | None:
+    """Return the approval interrupt a state snapshot is paused on, or None."""
+    for item in snapshot.interrupts:
+        if isinstance(item.value, dict) and item.value.get("type") == APPROVAL_INTERRUPT_TYPE:
+            return item.value
+    return None
 
 
 def may_decide(principal: Principal, risk: str, review_roles: Mapping[str, Iterable[str]]) -> bool:
@@ -160,7 +169,7 @@ def thread_state(runtime: Warden, principal: Principal, tenant: str, internal: s
     """Return the thread's status, conversation, last answer and pending approval."""
     snapshot = runtime.graph.get_state(thread_config(internal))
     values = snapshot.values or {}
-    request = runtime.current_interrupt(internal)
+    request = approval_request(snapshot)
     approval = approval_view(runtime, principal, tenant, internal, request, values) if request else None
     if request is not None:
         status = "awaiting_approval"
@@ -188,12 +197,12 @@ def pending_approvals(
     max_age_seconds: float | None,
     risk: str | None,
 ) -> list[ApprovalOut]:
-    """List the tenant's paused threads the caller may see, oldest first, higher risk first on ties.
+    """List the tenant's paused threads for the caller, oldest first, higher risk first on ties.
 
-    A reviewer sees a thread when their role may decide at least one of its
-    waiting actions; ``role`` narrows that to what another role may decide.
-    Expired requests stay listed, marked ``expired``, until someone decides
-    or expires them.
+    A thread is listed when the caller's role may decide at least one of its
+    waiting actions, and ``role`` narrows the list to what that role may
+    decide. Expired requests stay listed, marked ``expired``, until someone
+    decides or expires them.
     """
     now = datetime.now(timezone.utc)
     records = runtime.ledger.list_pending(
@@ -203,10 +212,11 @@ def pending_approvals(
     threads = list(dict.fromkeys(r.thread_id for r in records if r.thread_id.startswith(prefix)))
     views = []
     for internal in threads:
-        request = runtime.current_interrupt(internal)
+        snapshot = runtime.graph.get_state(thread_config(internal))
+        request = approval_request(snapshot)
         if request is None:
             continue
-        values = runtime.graph.get_state(thread_config(internal)).values or {}
+        values = snapshot.values or {}
         view = approval_view(runtime, principal, tenant, internal, request, values, now=now)
         if not any(action.can_decide for action in view.actions):
             continue

@@ -89,9 +89,11 @@ function renderApproval(approval) {
   for (const action of approval.actions) actions.append(renderAction(approval, action));
 
   const citations = node.querySelector(".citations");
+  const cited = new Set([...approval.plan, ...approval.actions].flatMap((item) => item.citations));
   for (const [chunkId, passage] of Object.entries(approval.citations)) {
     const term = document.createElement("dt");
-    term.textContent = `${passage.title || chunkId} (${passage.source}) [${chunkId}]`;
+    const mark = cited.has(chunkId) ? " — cited by the plan" : "";
+    term.textContent = `${passage.title || chunkId} (${passage.source}) [${chunkId}]${mark}`;
     const text = document.createElement("dd");
     text.textContent = passage.text;
     citations.append(term, text);
