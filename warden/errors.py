@@ -71,3 +71,11 @@ class ApprovalExpiredError(ResumeError):
 
 class ReviewerNotAllowedError(ResumeError):
     """The reviewer's role, or their part in the request, does not allow this decision."""
+
+
+class AuditAppendError(WardenError, RuntimeError):
+    """An audit event could not be appended because concurrent appends kept moving the chain's head."""
+
+
+class ReplayError(WardenError, RuntimeError):
+    """A dry-run replay needed a tool result or model output that the records do not contain."""

@@ -67,7 +67,7 @@ def test_results_never_repeat_a_chunk(tmp_path, hashing_embedder):
     assert len(pairs) == len(set(pairs)) == len(index)
 
 
-def test_records_sharing_id_with_different_text_are_refused(tmp_path, hashing_embedder):
+def test_records_sharing_id_different_text_rejected(tmp_path, hashing_embedder):
     source = tmp_path / "kb"
     source.mkdir()
     records = [

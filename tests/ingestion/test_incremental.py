@@ -165,3 +165,14 @@ def test_changed_chunk_size_rechunks_everything(kb, tmp_path, hashing_embedder):
 
     assert report.embedded == 3
     assert _manifest(index_dir)["chunking"] == {"version": 1, "max_chars": 500}
+
+
+def test_index_inside_source_is_not_ingested(kb, hashing_embedder):
+    index_dir = kb / "index"
+    build_index(kb, index_dir, hashing_embedder, progress=False)
+
+    report = build_index(kb, index_dir, hashing_embedder, progress=False)
+
+    paths = [entry.path for entry in report.files]
+    assert paths == ["kb/returns.md", "kb/shipping.md", "kb/warranty.md"]
+    assert report.totals["unchanged"] == 3

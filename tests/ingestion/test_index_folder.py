@@ -59,7 +59,7 @@ def test_other_embedder_cannot_update_index(built_index, tmp_path):
         build_index(tmp_path / "kb", built_index, HashingEmbedder(64), progress=False)
 
 
-def test_foreign_folder_is_refused_without_unpickling(tmp_path):
+def test_foreign_folder_rejected_without_unpickling(tmp_path):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     marker = tmp_path / "unpickled"
@@ -76,7 +76,7 @@ def test_foreign_folder_is_refused_without_unpickling(tmp_path):
     assert not marker.exists()
 
 
-def test_manifest_of_other_format_is_refused(tmp_path):
+def test_manifest_of_other_format_rejected(tmp_path):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "manifest.json").write_text(
@@ -87,7 +87,7 @@ def test_manifest_of_other_format_is_refused(tmp_path):
         KnowledgeIndex.load(foreign, HashingEmbedder(32))
 
 
-def test_data_dir_outside_index_is_refused(built_index):
+def test_data_dir_outside_index_rejected(built_index):
     manifest_path = built_index / "manifest.json"
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     manifest["data_dir"] = "../elsewhere"
@@ -97,7 +97,7 @@ def test_data_dir_outside_index_is_refused(built_index):
         KnowledgeIndex.load(built_index, HashingEmbedder(32))
 
 
-def test_tampered_vectors_are_refused(built_index):
+def test_tampered_vectors_rejected(built_index):
     manifest = json.loads((built_index / "manifest.json").read_text(encoding="utf-8"))
     vectors_path = built_index / manifest["data_dir"] / "vectors.npy"
     np.save(vectors_path, np.zeros((1, 32), dtype=np.float32), allow_pickle=False)
@@ -106,7 +106,7 @@ def test_tampered_vectors_are_refused(built_index):
         KnowledgeIndex.load(built_index, HashingEmbedder(32))
 
 
-def test_build_into_foreign_folder_is_refused(tmp_path):
+def test_build_into_foreign_folder_rejected(tmp_path):
     source = tmp_path / "kb"
     source.mkdir()
     (source / "a.md").write_text("text", encoding="utf-8")
