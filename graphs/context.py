@@ -41,6 +41,8 @@ class SupportContext:
     """``warden.journal.EffectJournal``; with ``None`` only the store's idempotency key guards re-runs."""
     approval_rules: Any | None = None
     """``warden.ledger.ApprovalRules``: reviewer roles and deadlines; ``None`` checks no roles."""
+    audit: Any | None = None
+    """``warden.audit.AuditLog``: the thread's tamper-evident event log; ``None`` records no events."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -39,6 +39,7 @@ from warden.actions import (
     action_id_for,
 )
 from warden.approvals import APPROVAL_INTERRUPT_TYPE, APPROVING, validate_decisions
+from warden.audit import audit_step, checkpoint_of, record_step, recording_policy
 from warden.errors import ApprovalExpiredError, ResumeError
 from warden.governance import clear_for_execution, record_outcome, register_requests, run_action
 from warden.history import render_history
@@ -57,6 +58,9 @@ _ORDER_ID = re.compile(r"#?\bW\d{7}\b")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _ZIP = re.compile(r"(?<!\d)\d{5}(?!\d)")
 _ITEM_ID = re.compile(r"(?<!\d)\d{10}(?!\d)")
+_SELF_INTRODUCTION = re.compile(
+    r"\b(?:[Ii] am|I'm|[Tt]his is|[Mm]y name is|[Nn]ame's|[Nn]ame is)\s+([A-Z][a-z]+)\s+([A-Z][a-z]+)\b"
+)
 
 
 def _conversation_text(state: SupportState) -> str:
@@ -109,9 +113,12 @@ def extract_entities(text: str) -> Entities:
         order_id = match if match.startswith("#") else "#" + match
         if order_id not in order_ids:
             order_ids.append(order_id)
+    name = _SELF_INTRODUCTION.search(text)
     return Entities(
         order_ids=order_ids,
         emails=list(dict.fromkeys(_EMAIL.findall(text))),
+        first_name=name.group(1) if name else None,
+        last_name=name.group(2) if name else None,
         zip=next(iter(_ZIP.findall(_ITEM_ID.sub(" ", text))), None),
         item_ids=list(dict.fromkeys(_ITEM_ID.findall(text))),
     )
@@ -120,8 +127,8 @@ def extract_entities(text: str) -> Entities:
 def _merge_entities(found: Entities, proposed: Entities, text: str) -> Entities:
     # The model's names are kept only when they appear in the message.
     lowered = text.lower()
-    first = proposed.first_name if proposed.first_name and proposed.first_name.lower() in lowered else None
-    last = proposed.last_name if proposed.last_name and proposed.last_name.lower() in lowered else None
+    first = proposed.first_name if proposed.first_name and proposed.first_name.lower() in lowered else found.first_name
+    last = proposed.last_name if proposed.last_name and proposed.last_name.lower() in lowered else found.last_name
     return Entities(
         order_ids=found.order_ids,
         emails=found.emails,
@@ -132,22 +139,38 @@ def _merge_entities(found: Entities, proposed: Entities, text: str) -> Entities:
     )
 
 
-def capture_intent(state: SupportState, runtime: Runtime[SupportContext]) -> dict[str, Any]:
+def capture_intent(state: SupportState, runtime: Runtime[SupportContext], config: RunnableConfig) -> dict[str, Any]:
     """Classify the newest customer message and extract its identifiers."""
     context = resolve_context(runtime.context)
     text = _last_customer_text(state)
     found = extract_entities(text)
+    turn = state.get("turn", 0) + 1
+    customer = state.get("customer")
+    customer_id = customer["user_id"] if customer else None
+    last = state["messages"][-1] if state.get("messages") else None
+    record_step(
+        context.audit, config, node="capture_intent", kind="message_received", turn=turn,
+        data={"text": text, "message_id": getattr(last, "id", None), "channel": context.channel},
+        customer_id=customer_id,
+    )
+    model_output = None
 
     prediction = None
     if context.intent_classifier is not None:
         prediction = context.intent_classifier.predict(text)
-    if prediction is not None and prediction.path == "classifier":
+    # The classifier decides the label alone when it is confident and the
+    # patterns found every identifier the turn needs; otherwise the model runs.
+    identity_complete = customer is not None or bool(found.emails) or bool(
+        found.first_name and found.last_name and found.zip
+    ) or found.zip is None
+    if prediction is not None and prediction.path == "classifier" and identity_complete:
         intent = Intent(label=prediction.label, confidence=prediction.confidence, path="classifier", entities=found)
     else:
         structured = context.chat_model.with_structured_output(IntentOutput)
         try:
             output = structured.invoke([HumanMessage(INTENT_PROMPT.format(message=text))], _QUIET)
             label, proposed = output.intent, output.entities
+            model_output = output.model_dump(mode="json")
         except StructuredOutputError as error:
             logger.warning("intent output invalid, using out_of_scope: %s", error.detail[:200])
             label, proposed = "out_of_scope", Entities()
@@ -157,28 +180,33 @@ def capture_intent(state: SupportState, runtime: Runtime[SupportContext]) -> dic
             path="model",
             entities=_merge_entities(found, proposed, text),
         )
-    return {**turn_reset(), "turn": state.get("turn", 0) + 1, "intent": intent}
+    record_step(
+        context.audit, config, node="capture_intent", kind="intent", turn=turn,
+        data={**intent.model_dump(mode="json"), "model_output": model_output}, customer_id=customer_id,
+    )
+    return {**turn_reset(), "turn": turn, "intent": intent}
 
 
-def retrieve_context(state: SupportState, runtime: Runtime[SupportContext]) -> dict[str, Any]:
+def retrieve_context(state: SupportState, runtime: Runtime[SupportContext], config: RunnableConfig) -> dict[str, Any]:
     """Fetch the top-k knowledge-base chunks for the customer's message."""
     context = resolve_context(runtime.context)
-    if context.index is None:
-        return {"retrieved": []}
-    hits = context.index.search(_last_customer_text(state), k=context.retrieval_k)
-    return {
-        "retrieved": [
-            Citation(
-                chunk_id=hit.chunk_id,
-                source=hit.source,
-                title=hit.title,
-                heading=hit.heading,
-                text=hit.text,
-                score=float(hit.score),
-            )
-            for hit in hits
-        ]
-    }
+    hits = [] if context.index is None else context.index.search(_last_customer_text(state), k=context.retrieval_k)
+    retrieved = [
+        Citation(
+            chunk_id=hit.chunk_id,
+            source=hit.source,
+            title=hit.title,
+            heading=hit.heading,
+            text=hit.text,
+            score=float(hit.score),
+        )
+        for hit in hits
+    ]
+    record_step(
+        context.audit, config, node="retrieve_context", kind="retrieved", turn=state.get("turn", 0),
+        data={"chunks": [chunk.model_dump(mode="json", exclude={"text"}) for chunk in retrieved]},
+    )
+    return {"retrieved": retrieved}
 
 
 def _annotation_text(annotation: Any) -> str:
@@ -256,7 +284,7 @@ def validate_plan(output: PlanOutput, tools: dict[str, ToolSpec], chunk_ids: set
     return steps
 
 
-def plan_actions(state: SupportState, runtime: Runtime[SupportContext]) -> dict[str, Any]:
+def plan_actions(state: SupportState, runtime: Runtime[SupportContext], config: RunnableConfig) -> dict[str, Any]:
     """Ask the model for a typed plan and validate it against the tool schemas.
 
     An invalid plan is retried once with the validation error; a second invalid
@@ -279,9 +307,11 @@ def plan_actions(state: SupportState, runtime: Runtime[SupportContext]) -> dict[
     errors: list[str] = []
     steps: list[PlanStep] | None = None
     question = ""
+    model_outputs: list[Any] = []
     for _attempt in range(2):
         try:
             output = structured.invoke(messages, _QUIET)
+            model_outputs.append(output.model_dump(mode="json"))
             steps = validate_plan(output, dict(context.tools), chunk_ids)
             question = output.question
             break
@@ -307,7 +337,13 @@ def plan_actions(state: SupportState, runtime: Runtime[SupportContext]) -> dict[
         revision=(previous.revision + 1) if previous else 1,
         errors=errors if not steps and errors else [],
     )
-    return {"plan": plan, "plan_rounds": state.get("plan_rounds", 0) + 1}
+    plan_round = state.get("plan_rounds", 0) + 1
+    record_step(
+        context.audit, config, node="plan_actions", kind="plan", turn=state.get("turn", 0),
+        round=state.get("approval_round", 0), ordinal=plan_round,
+        data={**plan.model_dump(mode="json"), "invalid_outputs": errors, "model_outputs": model_outputs},
+    )
+    return {"plan": plan, "plan_rounds": plan_round}
 
 
 def _call_id(thread_id: str, turn: int, label: str, index: int) -> str:
@@ -333,7 +369,19 @@ def run_lookups(state: SupportState, runtime: Runtime[SupportContext], config: R
         if spec.access == "write":
             continue
         call_id = _call_id(thread_id, state.get("turn", 0), f"lookup{state.get('plan_rounds', 0)}", index)
-        verdict = context.policy.check(step, customer["user_id"] if customer else None, conversation)
+        policy, policy_reads = recording_policy(context.policy)
+        verdict = policy.check(step, customer["user_id"] if customer else None, conversation)
+        # Lookups of later plan rounds in the same turn need their own event ids.
+        audit_at = {
+            "node": "run_lookups", "turn": state.get("turn", 0), "round": state.get("approval_round", 0),
+            "ordinal": f"p{state.get('plan_rounds', 0)}s{index}",
+        }
+        record_step(
+            context.audit, config, kind="policy_verdict", **audit_at,
+            data={"step_index": index, "action_id": call_id, "tool": step.tool, "arguments": step.arguments,
+                  "policy_version": context.policy.version, "policy_reads": policy_reads,
+                  **verdict.model_dump(mode="json")},
+        )
         if verdict.verdict == "deny":
             result = ActionResult(
                 action_id=call_id, tool=step.tool, arguments=step.arguments, status="denied",
@@ -354,6 +402,10 @@ def run_lookups(state: SupportState, runtime: Runtime[SupportContext], config: R
                     "status": "denied", "output": None,
                     "error": "auth.one_customer: this conversation is already authenticated as another customer",
                 })
+        record_step(
+            context.audit, config, kind="tool_result", **audit_at,
+            data=result.model_dump(mode="json"), customer_id=customer["user_id"] if customer else None,
+        )
         lookups.append(result)
         calls.append({"name": step.tool, "args": step.arguments, "id": call_id, "type": "tool_call"})
         tool_messages.append(_tool_message(result, call_id))
@@ -395,8 +447,16 @@ def check_policy(state: SupportState, runtime: Runtime[SupportContext], config: 
         spec = context.tools[step.tool]
         if spec.access != "write":
             continue
-        verdict = context.policy.check(step, customer_id)
+        policy, policy_reads = recording_policy(context.policy)
+        verdict = policy.check(step, customer_id)
         action_id = action_id_for(thread_id, state.get("turn", 0), index, step.tool, step.arguments, approval_round)
+        record_step(
+            context.audit, config, node="check_policy", kind="policy_verdict", turn=state.get("turn", 0),
+            round=approval_round, ordinal=index, customer_id=customer_id,
+            data={"step_index": index, "action_id": action_id, "tool": step.tool, "arguments": step.arguments,
+                  "policy_version": context.policy.version, "policy_reads": policy_reads,
+                  **verdict.model_dump(mode="json")},
+        )
         if verdict.verdict == "deny":
             denied.append(ActionResult(
                 action_id=action_id, tool=step.tool, arguments=step.arguments, status="denied",
@@ -454,14 +514,17 @@ def request_approval(state: SupportState, runtime: Runtime[SupportContext], conf
     thread_id = _thread_id(config)
     round_number = state.get("approval_round", 0) + 1
     plan = state.get("plan")
-    records = register_requests(
-        context, pending, thread_id=thread_id, round_number=round_number, customer_id=customer_id,
-        request_context={
-            "message": _last_customer_text(state),
-            "plan": plan.model_dump(mode="json") if plan else None,
-            "citations": [chunk.model_dump(mode="json") for chunk in state.get("retrieved", [])],
-        },
-    )
+    # Ledger events (request, decisions) carry this node's step in the audit log.
+    step_scope = {"node": "request_approval", "turn": state.get("turn", 0), "round": round_number, **checkpoint_of(config)}
+    with audit_step(**step_scope):
+        records = register_requests(
+            context, pending, thread_id=thread_id, round_number=round_number, customer_id=customer_id,
+            request_context={
+                "message": _last_customer_text(state),
+                "plan": plan.model_dump(mode="json") if plan else None,
+                "citations": [chunk.model_dump(mode="json") for chunk in state.get("retrieved", [])],
+            },
+        )
     payload: dict[str, Any] = {
         "type": APPROVAL_INTERRUPT_TYPE,
         "thread_id": thread_id,
@@ -482,13 +545,15 @@ def request_approval(state: SupportState, runtime: Runtime[SupportContext], conf
         try:
             decisions = validate_decisions(value, pending, context, customer_id, collected)
             if context.ledger is not None:
-                context.ledger.decide(decisions)
+                with audit_step(**step_scope):
+                    context.ledger.decide(decisions)
         except ApprovalExpiredError:
             expired = {
                 a.action_id: Decision(decision="expire", reviewer="deadline", reason="the approval deadline passed")
                 for a in pending
             }
-            context.ledger.close(list(expired), "expire", reviewer="deadline")
+            with audit_step(**step_scope):
+                context.ledger.close(list(expired), "expire", reviewer="deadline")
             return {"decisions": expired, "approval_round": round_number}
         except ResumeError as error:
             payload = {**payload, "error": str(error)}
@@ -539,7 +604,13 @@ def execute_actions(state: SupportState, runtime: Runtime[SupportContext], confi
         clearance = clear_for_execution(context, action, decisions.get(action.action_id), customer_id, thread_id)
         decision = clearance.decision
         reviewer = decision.reviewer if decision else None
+        audit_at = {"node": "execute_actions", "turn": state.get("turn", 0), "round": state.get("approval_round", 0)}
         if clearance.status is None:
+            record_step(
+                context.audit, config, kind="execution_started", ordinal=action.step_index, **audit_at,
+                data={"action_id": action.action_id, "tool": action.tool, "arguments": clearance.arguments,
+                      "reviewer": reviewer, "idempotency_key": f"{thread_id}:{action.action_id}"},
+            )
             result = run_action(context, thread_id, action, clearance.arguments, reviewer)
         elif clearance.status == "responded":
             message = decision.message if decision else ""
@@ -553,7 +624,12 @@ def execute_actions(state: SupportState, runtime: Runtime[SupportContext], confi
                 action_id=action.action_id, tool=action.tool, arguments=clearance.arguments,
                 status=clearance.status, error=clearance.error, reviewer=reviewer,
             )
-        record_outcome(context, thread_id, result)
+        record_step(
+            context.audit, config, kind="execution_finished", ordinal=action.step_index, **audit_at,
+            data=result.model_dump(mode="json"), customer_id=customer_id,
+        )
+        with audit_step(**audit_at, **checkpoint_of(config)):
+            record_outcome(context, thread_id, result)
         results.append(result)
         executed.append(result)
         used_decisions[action.action_id] = decision
@@ -583,7 +659,7 @@ def _render_outcomes(state: SupportState) -> str:
     return "\n".join(lines)
 
 
-def respond(state: SupportState, runtime: Runtime[SupportContext]) -> dict[str, Any]:
+def respond(state: SupportState, runtime: Runtime[SupportContext], config: RunnableConfig) -> dict[str, Any]:
     """Write the grounded answer; it enters the history only once complete."""
     context = resolve_context(runtime.context)
     prompt = ANSWER_PROMPT.format(
@@ -596,6 +672,10 @@ def respond(state: SupportState, runtime: Runtime[SupportContext]) -> dict[str, 
     for chunk in context.chat_model.stream([HumanMessage(prompt)]):
         text += chunk.text if hasattr(chunk, "text") else str(chunk.content)
         message_id = message_id or chunk.id
+    record_step(
+        context.audit, config, node="respond", kind="answer_sent", turn=state.get("turn", 0),
+        round=state.get("approval_round", 0), data={"text": text, "message_id": message_id},
+    )
     # The final message keeps the streamed chunks' id: LangGraph's message
     # stream then knows it was already sent and does not send it a second time.
     return {"answer": text, "messages": [AIMessage(content=text, id=message_id)]}

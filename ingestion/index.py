@@ -134,8 +134,14 @@ class KnowledgeIndex:
                 f"index parts disagree: {len(chunks)} chunks, {len(vectors)} vectors, "
                 f"{bm25.size} BM25 rows; rebuild the index"
             )
+        import torch
+
         self._chunks = chunks
-        self._vectors = vectors
+        self._vectors = vectors if vectors.flags.writeable else vectors.copy()
+        # The dense mat-vec runs in torch, not NumPy: OpenBLAS worker threads
+        # keep spinning after a NumPy product and slowed the next MiniLM call
+        # 2-10x on 2 cores (100k chunks, p95 search 100-260 ms, 14 ms in torch).
+        self._torch_vectors = torch.from_numpy(self._vectors)
         self._bm25 = bm25
         self._embedder = embedder
         self.min_dense_similarity = min_dense_similarity
@@ -267,11 +273,16 @@ class KnowledgeIndex:
         in pieces of about ``QUERY_PIECE_CHARS`` and each chunk keeps its
         best match among them.
         """
+        import torch
+
         pieces = split_text(query.replace("\n", "\n\n"), QUERY_PIECE_CHARS) or [query]
-        query_vectors = self._embedder.embed(pieces)
-        if len(pieces) == 1:
-            return self._vectors @ query_vectors[0]
-        return (self._vectors @ query_vectors.T).max(axis=1)
+        query_vectors = torch.from_numpy(
+            np.ascontiguousarray(self._embedder.embed(pieces), dtype=np.float32)
+        )
+        with torch.inference_mode():
+            scores = self._torch_vectors @ query_vectors.T
+            best = scores.max(dim=1).values if len(pieces) > 1 else scores[:, 0]
+        return best.numpy()
 
     def _hit(self, row: int, score: float) -> Hit:
         chunk = self._chunks[row]

@@ -9,8 +9,8 @@ share the hash tag ``{<thread id>}``::
     warden:audit:<tenant>:{<thread>}:dedup  hash: event id to sequence number
     warden:audit:<tenant>:{<thread>}:data   hash: sequence number to the event's data
 
-The entry keeps the event's envelope and the sha256 of its data; the data sits
-beside it so that ``forget_thread`` can erase a customer's content while the
+The entry keeps the event's envelope and the sha256 of its data. The data is
+stored beside it, so ``forget_thread`` can erase a customer's content and the
 chain, which covers only the data's hash, still verifies. See docs/audit.md.
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import hashlib
 import json
 import logging
@@ -103,13 +104,70 @@ def audit_step(**fields: Any) -> Iterator[None]:
     """Attach ``fields`` (turn, node, checkpoint ids) to events appended inside the block.
 
     The approval ledger appends its events without knowing the graph step that
-    caused them; a node wraps its ledger calls in this block to stamp them.
+    caused them, so a node wraps its ledger calls in this block to stamp them.
     """
     token = _step.set({**(_step.get() or {}), **fields})
     try:
         yield
     finally:
         _step.reset(token)
+
+
+def record_step(
+    audit: "AuditLog | None",
+    config: Any,
+    *,
+    node: str,
+    kind: str,
+    turn: int,
+    data: Any,
+    ordinal: int = 0,
+    round: int = 0,
+    customer_id: str | None = None,
+) -> None:
+    """Append one event of a graph node, keyed ``t<turn>/<node>/<kind>/r<round>/<ordinal>``.
+
+    The key is deterministic, so the node may run again (LangGraph re-runs an
+    interrupted node from its start) without a second entry. Does nothing
+    when ``audit`` is None.
+    """
+    if audit is None:
+        return
+    thread_id = str((config or {}).get("configurable", {}).get("thread_id", "no-thread"))
+    audit.append(
+        thread_id, kind, data,
+        event_id=f"t{turn}/{node}/{kind}/r{round}/{ordinal}",
+        turn=turn, node=node, round=round, customer_id=customer_id,
+        **checkpoint_of(config),
+    )
+
+
+class ReadRecorder:
+    """A store wrapper that keeps every call with its output or error, in call order.
+
+    The support graph gives the policy engine one per check, so the audit log
+    contains what the policy read and a dry-run replay can answer the same reads.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.reads: list[dict[str, Any]] = []
+
+    def call(self, tool: str, arguments: dict[str, Any], **kwargs: Any) -> Any:
+        try:
+            output = self.store.call(tool, arguments, **kwargs)
+        except Exception as error:
+            # Recorded and re-raised: the policy engine decides what a failed read means.
+            self.reads.append({"tool": tool, "arguments": arguments, "error": str(error), "error_type": type(error).__name__})
+            raise
+        self.reads.append({"tool": tool, "arguments": arguments, "output": output})
+        return output
+
+
+def recording_policy(policy: Any) -> tuple[Any, list[dict[str, Any]]]:
+    """Return a copy of a ``PolicyEngine`` whose store reads are recorded, and the list they go to."""
+    recorder = ReadRecorder(policy.store)
+    return dataclasses.replace(policy, store=recorder), recorder.reads
 
 
 @dataclass
@@ -165,10 +223,6 @@ class AuditLog:
         """Return the thread's stream, head, dedup and data keys, in that order."""
         base = f"warden:audit:{self.tenant}:{{{encode_thread_id(thread_id)}}}"
         return [f"{base}:log", f"{base}:head", f"{base}:dedup", f"{base}:data"]
-
-    @property
-    def _threads_key(self) -> str:
-        return f"warden:audit:{self.tenant}:threads"
 
     def _customer_key(self, customer_id: str) -> str:
         return f"warden:audit:{self.tenant}:customer:{customer_id}"
@@ -229,8 +283,6 @@ class AuditLog:
             )
             if status == -1:
                 continue
-            if status == 1:
-                self.client.zadd(self._threads_key, {thread_id: entry["seq"] == 1 and _epoch(envelope["at"]) or 0}, nx=True)
             if customer_id:
                 self.client.sadd(self._customer_key(customer_id), thread_id)
             return int(value)
@@ -353,10 +405,6 @@ class AuditLog:
         erased = {thread_id: self.forget_thread(thread_id, reason) for thread_id in threads}
         self.client.delete(self._customer_key(customer_id))
         return erased
-
-
-def _epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso).timestamp()
 
 
 def _decode(rows: list[Any], data: dict[bytes, bytes]) -> list[AuditEntry]:

@@ -1,4 +1,4 @@
-"""Command line: ingest, chat on a thread, review pending approvals, show history.
+"""Command line: ingest, chat on a thread, review pending approvals, show history, audit and replay.
 
 Every command is its own process, so a reviewer can approve from another shell
 or machine than the one the customer's message arrived on.
@@ -7,9 +7,11 @@ or machine than the one the customer's message arrived on.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +174,102 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_recorded(args: argparse.Namespace) -> Any:
+    """Open the runtime without the chat model or the index: audit and replay use only records."""
+    from warden.replay import RecordedChatModel  # noqa: PLC0415 - imports the graph
+    from warden.runtime import Warden  # noqa: PLC0415
+
+    return Warden.open(Settings.from_env(), chat_model=RecordedChatModel(script={}), index=None)
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid ISO 8601 time {text!r}; use e.g. 2026-01-31T12:00:00+00:00") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    with _open_recorded(args) as warden:
+        if args.anchors:
+            anchors = {head["thread_id"]: head for head in map(json.loads, Path(args.anchors).read_text().splitlines())}
+            threads = [args.thread] if args.thread else sorted(set(warden.audit.thread_ids()) | set(anchors))
+            reports = warden.audit.verify_many(threads, anchors=anchors)
+        else:
+            reports = warden.verify_audit(None if args.all else args.thread)
+    broken = [report for report in reports if not report.ok]
+    for report in reports:
+        if args.json:
+            print(json.dumps(report.as_dict()))
+        elif not report.ok or not args.all:
+            status = "ok" if report.ok else f"BROKEN at entry {report.broken_at}: {report.error}"
+            print(f"{report.thread_id}: {report.count} entries, {status}")
+    if not args.json:
+        print(f"verified {len(reports)} thread(s), {len(broken)} broken")
+    return 1 if broken else 0
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    from warden.audit import AuditLog  # noqa: PLC0415
+    from warden.runtime import open_redis  # noqa: PLC0415
+
+    import redis  # noqa: PLC0415
+
+    settings = Settings.from_env(**({"tenant": args.tenant} if args.tenant else {}))
+    with open_redis(settings) as url:
+        client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        try:
+            audit = AuditLog(client, settings.tenant)
+            lines = audit.export_heads() if args.heads else audit.export(thread_id=args.thread, since=args.since, until=args.until)
+            output = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+            try:
+                for line in lines:
+                    output.write(json.dumps(line, sort_keys=True, ensure_ascii=False) + "\n")
+            finally:
+                if args.output:
+                    output.close()
+        finally:
+            client.close()
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from warden.policy import PolicyConfig  # noqa: PLC0415
+    from warden.replay import dry_run, render_timeline, timeline  # noqa: PLC0415
+
+    with _open_recorded(args) as warden:
+        if not (args.dry_run or args.fork):
+            rows = timeline(warden, args.thread)
+            print(json.dumps(rows, default=str, indent=2) if args.json else render_timeline(rows))
+            return 0 if rows else 1
+        config = warden.context.policy.config
+        changes: dict[str, Any] = {}
+        if args.policy_version:
+            changes["version"] = args.policy_version
+        if args.approval_threshold is not None:
+            changes["approval_threshold"] = args.approval_threshold
+        if args.withdraw_scope:
+            changes["granted_scopes"] = frozenset(config.granted_scopes) - set(args.withdraw_scope)
+        report = dry_run(
+            warden, args.thread, policy_config=dataclasses.replace(config, **changes), fork_checkpoint_id=args.fork
+        )
+    if args.json:
+        print(json.dumps(report.as_dict(), default=str, indent=2))
+    else:
+        print(f"dry run of {args.thread} under policy {report.policy_version}"
+              + (f", forked at {args.fork}" if args.fork else ""))
+        for divergence in report.divergences:
+            print(f"  diverges: {divergence.message}")
+        if not report.divergences:
+            print("  no divergence from the recorded run")
+        for call in report.unrecorded_calls:
+            print(f"  refused unrecorded call: {call['tool']} {json.dumps(call['arguments'])}")
+        if report.stopped:
+            print(f"  stopped: {report.stopped}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415 - only the service needs it
 
@@ -236,6 +334,34 @@ def build_parser() -> argparse.ArgumentParser:
     history = commands.add_parser("history", help="show a thread's checkpoints and conversation")
     history.add_argument("thread")
     history.set_defaults(func=cmd_history)
+
+    audit = commands.add_parser("audit", help="verify or export the tamper-evident audit log (see docs/audit.md)")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_commands.add_parser("verify", help="walk hash chains and report the first broken entry")
+    target = verify.add_mutually_exclusive_group(required=True)
+    target.add_argument("thread", nargs="?", help="conversation thread id")
+    target.add_argument("--all", action="store_true", help="verify every thread of WARDEN_TENANT")
+    verify.add_argument("--anchors", help="JSONL file from `audit export --heads`; each thread must still carry its anchored hash")
+    verify.add_argument("--json", action="store_true", help="print one JSON report per thread")
+    verify.set_defaults(func=cmd_audit_verify)
+    export = audit_commands.add_parser("export", help="write audit entries as JSONL (schema: docs/audit.schema.json)")
+    export.add_argument("--thread", help="only this thread (default: every thread of the tenant)")
+    export.add_argument("--tenant", help="tenant to export (default: WARDEN_TENANT)")
+    export.add_argument("--since", type=_parse_time, help="keep entries at or after this ISO 8601 time (UTC if no offset)")
+    export.add_argument("--until", type=_parse_time, help="keep entries before this ISO 8601 time (UTC if no offset)")
+    export.add_argument("--heads", action="store_true", help="export each thread's head (count, last hash) to keep as an external anchor")
+    export.add_argument("--output", help="file to write (default: standard output)")
+    export.set_defaults(func=cmd_audit_export)
+
+    replay = commands.add_parser("replay", help="show a thread's timeline, or re-run it without side effects")
+    replay.add_argument("thread")
+    replay.add_argument("--json", action="store_true", help="print JSON instead of text")
+    replay.add_argument("--dry-run", action="store_true", help="re-run the graph on recorded tool results, model outputs and decisions")
+    replay.add_argument("--fork", metavar="CHECKPOINT_ID", help="dry-run from this checkpoint (ids from `warden history`)")
+    replay.add_argument("--policy-version", help="version label of the policy the dry run evaluates")
+    replay.add_argument("--approval-threshold", type=float, help="dollar amount above which two approvals are needed, for the dry run")
+    replay.add_argument("--withdraw-scope", action="append", default=[], help="scope the dry run's policy no longer grants; repeatable")
+    replay.set_defaults(func=cmd_replay)
 
     serve = commands.add_parser("serve", help="run the HTTP service (see docs/service.md)")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")

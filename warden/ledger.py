@@ -8,7 +8,8 @@ and policy version) and moves through one state machine::
 Every transition is a compare-and-set under ``WATCH``/``MULTI``. Two
 reviewers deciding at once, or one reviewer clicking twice, therefore produce
 one decision, and the loser gets ``ApprovalConflictError`` naming who decided.
-Each thread also keeps an append-only list of audit events.
+Requests, decisions and outcomes are appended to the thread's hash-chained
+audit log (``warden.audit``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import redis
 from pydantic import BaseModel, Field
 
 from warden.actions import Decision, PendingAction, PolicyVerdict, action_digest
+from warden.audit import AuditLog
+from warden.redaction import redact
 from warden.errors import (
     ApprovalConflictError,
     ApprovalExpiredError,
@@ -36,13 +39,14 @@ ApprovalState = Literal["pending", "approved", "edited", "rejected", "responded"
 TERMINAL_STATES = frozenset({"approved", "edited", "rejected", "responded", "expired", "cancelled"})
 _FINAL_STATE = {"reject": "rejected", "respond": "responded", "expire": "expired", "cancel": "cancelled"}
 _MAX_CAS_ATTEMPTS = 50
-# Creates the record, its index entries and its audit event together, or
-# nothing when the record exists, so a crash cannot leave an unlisted record.
+# Prefix of the audit event ids the ledger appends.
+_LEDGER_EVENT = "ledger"
+# Creates the record and its index entries together, or nothing when the
+# record exists, so a crash cannot leave an unlisted record.
 _REQUEST_SCRIPT = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
-  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[5])
-  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
-  redis.call('RPUSH', KEYS[4], ARGV[4])
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
   return 1
 end
 return 0
@@ -183,6 +187,18 @@ def new_record(
     )
 
 
+def _arguments_diff(before: Mapping[str, Any], after: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Return how an edit changed the arguments: ``{name: {"from": old, "to": new}}``, or None for no edit."""
+    if after is None:
+        return None
+    names = sorted(set(before) | set(after))
+    return {
+        name: {"from": before.get(name), "to": after.get(name)}
+        for name in names
+        if before.get(name) != after.get(name)
+    }
+
+
 def _same_decision(left: Decision, right: Decision) -> bool:
     return (
         left.reviewer == right.reviewer
@@ -195,21 +211,25 @@ class ApprovalLedger:
     """Approval records of one tenant in Redis.
 
     Keys: ``warden:{tenant}:approval:{action_id}`` contains the record as JSON,
-    ``warden:{tenant}:approvals:pending`` and ``...:approvals:deadlines`` are
-    sorted sets of open action ids by creation time and by deadline, and
-    ``warden:{tenant}:audit:{thread_id}`` is the thread's audit event list.
+    and ``warden:{tenant}:approvals:pending`` and ``...:approvals:deadlines``
+    are sorted sets of open action ids by creation time and by deadline.
+    Events go to ``audit``, which defaults to the tenant's ``AuditLog``.
+
+    An event is appended after the record changes, not in the same
+    transaction, because the audit log chains each entry to the thread's
+    previous one. A crash between the two is repaired by the next call for the
+    same action: it appends every event the record implies, and the audit
+    log's event ids skip those already appended.
     """
 
-    def __init__(self, client: redis.Redis, tenant: str = "default") -> None:
+    def __init__(self, client: redis.Redis, tenant: str = "default", audit: AuditLog | None = None) -> None:
         self.client = client
         self.tenant = tenant
+        self.audit = audit if audit is not None else AuditLog(client, tenant)
         self._prefix = f"warden:{tenant}"
 
     def _key(self, action_id: str) -> str:
         return f"{self._prefix}:approval:{action_id}"
-
-    def _audit_key(self, thread_id: str) -> str:
-        return f"{self._prefix}:audit:{thread_id}"
 
     @property
     def _pending_key(self) -> str:
@@ -224,26 +244,28 @@ class ApprovalLedger:
 
         Returns the stored record and whether this call created it, so a node
         re-run by LangGraph on resume neither duplicates the record nor its
-        ``approval_requested`` audit event.
+        ``approval_requested`` audit event. Card numbers, tokens and passwords
+        in the record's context are redacted before it is stored.
         """
+        record = record.model_copy(update={"context": redact(record.context)})
         created = self.client.eval(
             _REQUEST_SCRIPT,
-            4,
+            3,
             self._key(record.action_id),
             self._pending_key,
             self._deadline_key,
-            self._audit_key(record.thread_id),
             record.model_dump_json(),
             record.created_at.timestamp(),
             record.expires_at.timestamp(),
-            self._event("approval_requested", record),
             record.action_id,
         )
         if not created:
             stored = self.get(record.action_id)
             if stored is None:
                 raise RuntimeError(f"approval record {record.action_id!r} vanished while being created")
+            self._append_events(stored)
             return stored, False
+        self._append_events(record)
         logger.info(
             "approval requested action_id=%s thread_id=%s tool=%s round=%d",
             record.action_id, record.thread_id, record.tool, record.round,
@@ -297,7 +319,10 @@ class ApprovalLedger:
                     pipe.multi()
                     self._write(pipe, changed, records)
                     pipe.execute()
-                    return {action_id: changed[action_id] or records[action_id] for action_id in decisions}
+                    final = {action_id: changed[action_id] or records[action_id] for action_id in decisions}
+                    for record in final.values():
+                        self._append_events(record)
+                    return final
                 except redis.WatchError:
                     continue
         raise ApprovalConflictError(
@@ -375,8 +400,6 @@ class ApprovalLedger:
             if record is None:
                 continue
             pipe.set(self._key(action_id), record.model_dump_json())
-            decision = record.decisions[-1]
-            pipe.rpush(self._audit_key(record.thread_id), self._event(f"decision_{decision.decision}", record))
             if record.state in TERMINAL_STATES:
                 pipe.zrem(self._pending_key, action_id)
                 pipe.zrem(self._deadline_key, action_id)
@@ -385,26 +408,59 @@ class ApprovalLedger:
                     action_id, record.thread_id, record.state, ",".join(record.reviewers),
                 )
 
-    def _event(self, kind: str, record: ApprovalRecord) -> str:
-        event = {
-            "event": kind,
-            "at": _now().isoformat(),
-            "action_id": record.action_id,
-            "round": record.round,
-            "tool": record.tool,
-            "state": record.state,
-            "reviewers": record.reviewers,
-        }
-        return json.dumps(event)
+    def _append_events(self, record: ApprovalRecord) -> None:
+        """Append the request and every decision of ``record`` that the audit log lacks."""
+        summary = {"action_id": record.action_id, "round": record.round, "tool": record.tool}
+        self.audit.append(
+            record.thread_id, "approval_requested",
+            {**summary, "state": "pending", "reviewers": [], "record": record.model_dump(
+                mode="json", exclude={"state", "decisions", "decided_at", "approved_arguments", "approved_digest"},
+            )},
+            event_id=f"{_LEDGER_EVENT}/{record.action_id}/requested",
+            round=record.round, customer_id=record.customer_id,
+        )
+        for number, decision in enumerate(record.decisions, start=1):
+            last = number == len(record.decisions)
+            data = {
+                **summary,
+                "state": record.state if last else "pending",
+                "reviewers": record.reviewers[:number],
+                "decision": decision.decision,
+                "reviewer": decision.reviewer,
+                "role": decision.role,
+                "decided_at": decision.decided_at.isoformat(),
+                "reason": decision.reason,
+                "message": decision.message,
+                "arguments": decision.arguments,
+                "arguments_diff": _arguments_diff(record.arguments, decision.arguments),
+            }
+            self.audit.append(
+                record.thread_id, f"decision_{decision.decision}", data,
+                event_id=f"{_LEDGER_EVENT}/{record.action_id}/decision/{number}", round=record.round,
+            )
 
     def record_event(self, thread_id: str, kind: str, **fields: Any) -> None:
-        """Append an audit event (for example an execution outcome) to the thread's list."""
-        event = {"event": kind, "at": _now().isoformat(), **fields}
-        self.client.rpush(self._audit_key(thread_id), json.dumps(event, default=str))
+        """Append an audit event (for example an execution outcome) to the thread's audit log.
+
+        The event id is ``kind`` and ``fields["action_id"]``, so recording the
+        same outcome of the same action twice appends it once.
+        """
+        self.audit.append(
+            thread_id, kind, json.loads(json.dumps(fields, default=str)),
+            event_id=f"{_LEDGER_EVENT}/{fields.get('action_id', '')}/{kind}",
+        )
 
     def events(self, thread_id: str) -> list[dict[str, Any]]:
-        """Return the thread's audit events, oldest first."""
-        return [json.loads(raw) for raw in self.client.lrange(self._audit_key(thread_id), 0, -1)]
+        """Return the thread's ledger events from the audit log, oldest first.
+
+        Each is ``{"event": kind, "at": time, **data}``; an event whose data was
+        erased keeps only ``event`` and ``at``.
+        """
+        return [
+            {"event": item.entry["kind"], "at": item.entry["at"], **(item.data or {})}
+            for item in self.audit.read(thread_id)
+            if item.entry["event_id"].startswith(_LEDGER_EVENT + "/")
+        ]
 
     def list_pending(
         self,

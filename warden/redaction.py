@@ -1,9 +1,9 @@
 """Redaction of secrets and payment details before anything reaches the audit log.
 
 ``redact`` walks JSON-like values. A field whose name marks a secret (password,
-token, CVV, card number...) loses its whole value; every other string has card
+token, CVV, card number...) loses its whole value. In every other string, card
 numbers that pass the Luhn check, bearer tokens, JWTs, ``sk-`` API keys and
-``password=...`` pairs replaced by a ``[REDACTED:<kind>]`` marker.
+``password=...`` pairs are replaced by a ``[REDACTED:<kind>]`` marker.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def redact(value: Any) -> Any:
     """Return a copy of ``value`` with secrets removed; mappings, lists and strings are walked.
 
     An integer of 13 to 19 digits that passes the Luhn check counts as a card
-    number; other numbers, booleans and ``None`` pass unchanged unless their
+    number. Other numbers, booleans and ``None`` pass unchanged unless their
     field name marks a secret.
     """
     if isinstance(value, str):

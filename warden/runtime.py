@@ -29,6 +29,7 @@ from graphs.support import build_graph
 from tools.retail import RETAIL_TOOLS, RetailStore, build_database
 from warden.actions import Decision, PendingAction
 from warden.approvals import APPROVAL_INTERRUPT_TYPE, validate_decisions
+from warden.audit import AuditLog, VerifyReport, audit_step
 from warden.checkpoint import RedisSaver
 from warden.errors import (
     ApprovalConflictError,
@@ -126,6 +127,31 @@ def open_index(settings: Settings, *, progress: bool = False) -> Any:
     return KnowledgeIndex.load(settings.index_dir, embedder)
 
 
+def open_intent_classifier(settings: Settings) -> Any:
+    """Return the intent classifier, training it from the domain's examples if missing.
+
+    The trained model lives in ``data_dir/intent``; it is retrained when the
+    examples file changes, because its checksum is part of the model.
+    """
+    from ingestion.embedder import load_default_embedder  # noqa: PLC0415 - loads torch
+    from warden.intent import IntentClassifier, read_examples, training_checksum  # noqa: PLC0415
+
+    embedder = load_default_embedder()
+    examples = settings.domain_dir / "intents.jsonl"
+    model_dir = settings.data_dir / "intent"
+    texts, labels = read_examples(examples)
+    try:
+        classifier = IntentClassifier.load(model_dir, embedder)
+        if classifier.metadata.get("training_data_sha256") == training_checksum(texts, labels):
+            return classifier
+        logger.info("intent examples changed, retraining path=%s", examples)
+    except ValueError as error:
+        logger.info("training the intent classifier: %s", error)
+    classifier = IntentClassifier.train(texts, labels, embedder)
+    classifier.save(model_dir)
+    return classifier
+
+
 def build_context(settings: Settings, store: RetailStore, *, chat_model: Any = None, index: Any = None) -> SupportContext:
     """Return the graph's services for ``settings``; pass ``chat_model`` to inject one.
 
@@ -161,6 +187,7 @@ def build_default_context() -> SupportContext:
     settings = Settings.from_env()
     chat_model = chat_model_from_settings(settings)
     context = build_context(settings, open_store(settings), chat_model=chat_model, index=open_index(settings))
+    context = dataclasses.replace(context, intent_classifier=open_intent_classifier(settings))
     # The dev server's checkpointer has already started or found the Redis;
     # the ledger and the journal use the same one.
     redis_url = settings.redis_url
@@ -171,10 +198,12 @@ def build_default_context() -> SupportContext:
         logger.warning("no Redis found for the default context; approvals live only in checkpoints")
         return context
     client = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5)
+    audit = AuditLog(client, settings.tenant, ttl_seconds=settings.audit_ttl_seconds)
     return dataclasses.replace(
         context,
-        ledger=ApprovalLedger(client, settings.tenant),
+        ledger=ApprovalLedger(client, settings.tenant, audit=audit),
         journal=EffectJournal(client, settings.tenant),
+        audit=audit,
     )
 
 
@@ -194,22 +223,39 @@ class Warden:
     def __init__(self, settings: Settings, context: SupportContext, redis_url: str) -> None:
         self.settings = settings
         self.redis = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5)
-        self.ledger = ApprovalLedger(self.redis, settings.tenant)
+        self.audit = AuditLog(self.redis, settings.tenant, ttl_seconds=settings.audit_ttl_seconds)
+        self.ledger = ApprovalLedger(self.redis, settings.tenant, audit=self.audit)
         self.journal = EffectJournal(self.redis, settings.tenant)
-        self.context = dataclasses.replace(context, ledger=self.ledger, journal=self.journal)
+        self.context = dataclasses.replace(context, ledger=self.ledger, journal=self.journal, audit=self.audit)
         self.saver = RedisSaver.from_url(redis_url, ttl_seconds=settings.checkpoint_ttl_seconds)
         self.graph = build_graph(self.saver)
         self._pending_key = f"warden:{settings.tenant}:pending_threads"
 
     @classmethod
     @contextlib.contextmanager
-    def open(cls, settings: Settings | None = None, *, chat_model: Any = None, index: Any = "default") -> Iterator["Warden"]:
-        """Yield a ready runtime; Redis started here is stopped on exit."""
+    def open(
+        cls,
+        settings: Settings | None = None,
+        *,
+        chat_model: Any = None,
+        index: Any = "default",
+        intent_classifier: Any = "default",
+    ) -> Iterator["Warden"]:
+        """Yield a ready runtime; Redis started here is stopped on exit.
+
+        ``index="default"`` loads (or builds) the knowledge index from the
+        settings. ``intent_classifier="default"`` loads (or trains) the intent
+        classifier only when the runtime also picks the chat model; a host that
+        injects ``chat_model`` passes its own classifier, or none.
+        """
         settings = settings or Settings.from_env()
         store = open_store(settings)
         if index == "default":
             index = open_index(settings)
+        if intent_classifier == "default":
+            intent_classifier = open_intent_classifier(settings) if chat_model is None else None
         context = build_context(settings, store, chat_model=chat_model, index=index)
+        context = dataclasses.replace(context, intent_classifier=intent_classifier)
         with open_redis(settings) as redis_url:
             warden = cls(settings, context, redis_url)
             try:
@@ -359,9 +405,21 @@ class Warden:
             checked = validate_decisions(
                 decisions, pending_waiting, self.context, customer["user_id"] if customer else None, collected
             )
-            self.ledger.decide(checked)
+            with audit_step(**self._paused_step(thread_id, request)):
+                self.ledger.decide(checked)
             value = {action_id: decision.model_dump(mode="json") for action_id, decision in checked.items()}
             return self._run(Command(resume=value), thread_id, on_token, on_chunk)
+
+    def _paused_step(self, thread_id: str, request: dict[str, Any]) -> dict[str, Any]:
+        """Return the audit step of a thread paused in ``request_approval``: its checkpoint and turn."""
+        snapshot = self.graph.get_state(self._config(thread_id))
+        return {
+            "node": "request_approval",
+            "turn": snapshot.values.get("turn"),
+            "round": request.get("round"),
+            "checkpoint_id": snapshot.config["configurable"].get("checkpoint_id"),
+            "checkpoint_ns": snapshot.config["configurable"].get("checkpoint_ns", ""),
+        }
 
     def _raise_if_decided(self, decisions: Any) -> None:
         if not isinstance(decisions, dict):
@@ -385,7 +443,8 @@ class Warden:
     ) -> TurnOutcome:
         """Close every waiting action of ``request`` and resume so the answer tells the customer."""
         waiting = request.get("awaiting_second_approval") or [a["action_id"] for a in request["actions"]]
-        self.ledger.close(waiting, kind, reviewer=reviewer, reason=reason)
+        with audit_step(**self._paused_step(thread_id, request)):
+            self.ledger.close(waiting, kind, reviewer=reviewer, reason=reason)
         value = {}
         for action_id in waiting:
             record = self.ledger.get(action_id)
@@ -476,6 +535,20 @@ class Warden:
                 "interrupts": [i.value.get("round") for i in snapshot.interrupts if isinstance(i.value, dict)],
             })
         return list(reversed(rows))
+
+    def verify_audit(self, thread_id: str | None = None) -> list[VerifyReport]:
+        """Verify the audit chain of one thread, or of every thread of the tenant when None."""
+        if thread_id is None:
+            return self.audit.verify_all()
+        return [self.audit.verify(thread_id)]
+
+    def forget_customer(self, user_id: str, reason: str = "erasure request") -> dict[str, int]:
+        """Erase a customer's content from the audit log, keeping a verifiable tombstone chain.
+
+        Returns erased entries per thread. Checkpoints are not touched: delete
+        the threads with ``saver.delete_thread`` to remove the conversation state too.
+        """
+        return self.audit.forget_customer(user_id, reason)
 
     def messages(self, thread_id: str) -> list[Any]:
         return list(self.graph.get_state(self._config(thread_id)).values.get("messages", []))

@@ -85,6 +85,9 @@ class Settings:
     """Where the retrieval index is written and read."""
     tenant: str = "default"
     checkpoint_ttl_seconds: int | None = None
+    audit_ttl_seconds: int | None = None
+    """Seconds a thread's audit log is kept after its last event, independent of the
+    checkpoints; ``None`` keeps it until ``forget_thread``/``forget_customer`` erase it."""
     approval_threshold: float = 500.0
     """Refund or charge amount, in dollars, above which two reviewers must approve."""
     llama_threads: int = field(default_factory=lambda: os.cpu_count() or 2)
@@ -133,6 +136,7 @@ class Settings:
             or None
             if ttl
             else None,
+            audit_ttl_seconds=int(_env_number("WARDEN_AUDIT_TTL_SECONDS", 0, int)) or None,
             approval_threshold=_env_number("WARDEN_APPROVAL_THRESHOLD", 500.0),
             llama_threads=int(
                 _env_number("WARDEN_LLAMA_THREADS", os.cpu_count() or 2, int)

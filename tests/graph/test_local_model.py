@@ -11,7 +11,7 @@ from ingestion.embedder import load_default_embedder
 from ingestion.index import KnowledgeIndex, build_index
 from tests.graph.conftest import CANCEL_MESSAGE, EMMA_ORDER
 from warden.models import LocalChatModel, ensure_local_model
-from warden.runtime import Warden
+from warden.runtime import Warden, open_intent_classifier
 from warden.settings import EXAMPLE_DOMAIN_DIR, Settings
 
 pytestmark = pytest.mark.slow
@@ -32,11 +32,23 @@ def example_index(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeIndex:
     return KnowledgeIndex.load(index_dir, embedder)
 
 
-def test_cancel_request_end_to_end_on_local_model(settings: Settings, store, local_model, example_index):
-    with Warden.open(settings, chat_model=local_model, index=example_index) as warden:
+@pytest.fixture(scope="session")
+def intent_classifier(tmp_path_factory: pytest.TempPathFactory):
+    settings = Settings.from_env(data_dir=tmp_path_factory.mktemp("intent"))
+    return open_intent_classifier(settings)
+
+
+def test_cancel_request_end_to_end_on_local_model(
+    settings: Settings, store, local_model, example_index, intent_classifier
+):
+    with Warden.open(
+        settings, chat_model=local_model, index=example_index, intent_classifier=intent_classifier
+    ) as warden:
         outcome = warden.send("t-local", CANCEL_MESSAGE)
         state = warden.graph.get_state(warden._config("t-local")).values
         assert state["intent"].label == "cancel_order"
+        assert state["intent"].path == "classifier"
+        assert state["intent"].entities.order_ids == [EMMA_ORDER]
         assert state["customer"]["user_id"] == "emma_smith_8564"
         assert state["retrieved"]
         assert outcome.status == "awaiting_approval", state["plan"]
