@@ -208,8 +208,9 @@ def main() -> int:
     lines += [
         "",
         f"Median overhead per event: {per_event['read'] * 1000:.2f} ms (read turn), "
-        f"{per_event['write'] * 1000:.2f} ms (approval turn). Each append is two Redis round trips",
-        "(HMGET of the head, then the append script), plus redaction, canonical JSON and two sha256.",
+        f"{per_event['write'] * 1000:.2f} ms (approval turn). An append is one round trip to the append",
+        "script when the thread's head is cached (two otherwise), one more SADD once the customer is",
+        "known, plus redaction, canonical JSON and three sha256 in Python.",
         "",
         "## Redis memory",
         "",

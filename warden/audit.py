@@ -22,6 +22,8 @@ import dataclasses
 import hashlib
 import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -40,14 +42,18 @@ GENESIS_HASH = "0" * 64
 ERASURE_KIND = "erasure"
 _MAX_APPEND_ATTEMPTS = 50
 _VERIFY_BATCH = 200
+# Heads of recently appended threads kept per AuditLog, to skip reading the head
+# before each append. A stale head costs one retry, never a wrong entry.
+_HEAD_CACHE_SIZE = 1024
 # Appends one entry unless its event id was appended before, and only when the
-# head still holds the hash the caller chained from. The entry, the head, the
-# dedup record and the data change together or not at all.
+# head still contains the hash the caller chained from. Otherwise it returns the
+# current head. The entry, the head, the dedup record and the data change
+# together or not at all.
 _APPEND_SCRIPT = """
 local known = redis.call('HGET', KEYS[3], ARGV[1])
 if known then return {0, known} end
 local last = redis.call('HGET', KEYS[2], 'hash') or ''
-if last ~= ARGV[2] then return {-1, last} end
+if last ~= ARGV[2] then return {-1, last, redis.call('HGET', KEYS[2], 'count') or '0'} end
 redis.call('XADD', KEYS[1], '*', 'entry', ARGV[4])
 redis.call('HSET', KEYS[2], 'count', ARGV[3], 'hash', ARGV[5])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
@@ -213,6 +219,8 @@ class AuditLog:
     tenant: str = "default"
     ttl_seconds: int | None = None
     _script: Any = field(default=None, init=False, repr=False)
+    _heads: OrderedDict[str, tuple[int, str]] = field(default_factory=OrderedDict, init=False, repr=False)
+    _heads_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if ":" in self.tenant or "{" in self.tenant or "}" in self.tenant:
@@ -270,19 +278,27 @@ class AuditLog:
         envelope["data_hash"] = sha256_hex(data_json) if data is not None else None
         stream, head, dedup, store = self.keys(thread_id)
 
-        for _attempt in range(_MAX_APPEND_ATTEMPTS):
+        known = self._heads.get(thread_id)
+        if known is None:
             count, last = self.client.hmget(head, "count", "hash")
-            prev_hash = last.decode() if last else GENESIS_HASH
-            entry = {**envelope, "seq": int(count or 0) + 1, "prev_hash": prev_hash}
+            known = (int(count or 0), last.decode() if last else "")
+        for _attempt in range(_MAX_APPEND_ATTEMPTS):
+            count, last = known
+            prev_hash = last or GENESIS_HASH
+            entry = {**envelope, "seq": count + 1, "prev_hash": prev_hash}
             entry["content_hash"] = content_hash_of(entry)
             entry["hash"] = link_hash(prev_hash, entry["content_hash"])
-            status, value = self._script(
+            status, value, *current = self._script(
                 keys=[stream, head, dedup, store],
-                args=[event_id, last.decode() if last else "", entry["seq"], canonical(entry), entry["hash"],
-                      data_json, self.ttl_seconds or 0],
+                args=[event_id, last, entry["seq"], canonical(entry), entry["hash"], data_json, self.ttl_seconds or 0],
             )
             if status == -1:
+                known = (int(current[0]), value.decode())
                 continue
+            if status == 1:
+                self._remember(thread_id, (entry["seq"], entry["hash"]))
+            else:
+                self._heads.pop(thread_id, None)
             if customer_id:
                 self.client.sadd(self._customer_key(customer_id), thread_id)
             return int(value)
@@ -290,6 +306,13 @@ class AuditLog:
             f"could not append audit event {event_id!r} to thread {thread_id!r} after "
             f"{_MAX_APPEND_ATTEMPTS} concurrent appends moved its head; retry the operation"
         )
+
+    def _remember(self, thread_id: str, head: tuple[int, str]) -> None:
+        with self._heads_lock:
+            self._heads[thread_id] = head
+            self._heads.move_to_end(thread_id)
+            if len(self._heads) > _HEAD_CACHE_SIZE:
+                self._heads.popitem(last=False)
 
     def read(self, thread_id: str) -> list[AuditEntry]:
         """Return the thread's entries in stream order with their data; raises ValueError on undecodable entries."""

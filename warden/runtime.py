@@ -42,6 +42,7 @@ from warden.journal import EffectJournal
 from warden.ledger import TERMINAL_STATES, ApprovalLedger, ApprovalRecord, ApprovalRules
 from warden.models import load_chat_model
 from warden.policy import PolicyConfig, PolicyEngine
+from warden.redaction import redact_text
 from warden.redis_server import RedisServer
 from warden.settings import Settings
 
@@ -355,7 +356,9 @@ class Warden:
                     f"thread {thread_id!r} is waiting for approval of {ids}; "
                     "decide them (or cancel them) before sending another message"
                 )
-            return self._run({"messages": [HumanMessage(text)]}, thread_id, on_token, on_chunk)
+            # Card numbers, tokens and keys never enter the state, so no
+            # checkpoint, audit entry or prompt holds them.
+            return self._run({"messages": [HumanMessage(redact_text(text))]}, thread_id, on_token, on_chunk)
 
     def decide(
         self,
