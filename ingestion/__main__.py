@@ -37,19 +37,19 @@ def _parser() -> argparse.ArgumentParser:
         "--text-field",
         action="append",
         metavar="NAME",
-        help="JSON/CSV field holding the text (default: content, text, body, answer, description)",
+        help="JSON/CSV field that contains the text (default: content, text, body, answer, description)",
     )
     parser.add_argument(
         "--title-field",
         action="append",
         metavar="NAME",
-        help="JSON/CSV field holding the title (default: title, question, subject, name)",
+        help="JSON/CSV field that contains the title (default: title, question, subject, name)",
     )
     parser.add_argument(
         "--id-field",
         action="append",
         metavar="NAME",
-        help="JSON/CSV field holding the record id (default: id, doc_id, article_id, ticket_id)",
+        help="JSON/CSV field that contains the record id (default: id, doc_id, article_id, ticket_id)",
     )
     parser.add_argument(
         "--max-chars",
