@@ -13,6 +13,7 @@ Usage: .venv/bin/python bench/turn_bench.py [--scripted-runs 30] [--local-runs 1
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import shutil
@@ -34,7 +35,7 @@ from tests.graph.conftest import CANCEL_MESSAGE, cancel_script  # noqa: E402
 from tools.retail import build_database  # noqa: E402
 from warden.models import LocalChatModel, ScriptedChatModel, ensure_local_model  # noqa: E402
 from warden.redis_server import RedisServer  # noqa: E402
-from warden.runtime import Warden  # noqa: E402
+from warden.runtime import Warden, open_intent_classifier  # noqa: E402
 from warden.settings import EXAMPLE_DOMAIN_DIR, Settings  # noqa: E402
 
 
@@ -48,10 +49,12 @@ def _timed_stream(warden: Warden, graph_input, thread_id: str, timings: dict[str
         last = now
 
 
-def run_turns(settings: Settings, model_factory, runs: int, index) -> tuple[dict[str, list[float]], list[float]]:
+def run_turns(
+    settings: Settings, model_factory, runs: int, index, classifier=None
+) -> tuple[dict[str, list[float]], list[float]]:
     timings: dict[str, list[float]] = defaultdict(list)
     turns = []
-    with Warden.open(settings, chat_model=model_factory(), index=index) as warden:
+    with Warden.open(settings, chat_model=model_factory(), index=index, intent_classifier=classifier) as warden:
         for run in range(runs):
             warden.context.chat_model = model_factory()
             thread_id = f"bench-{run}-{time.time_ns()}"
@@ -101,7 +104,7 @@ def main() -> None:
         with RedisServer(tmp_path / "redis", appendonly=False) as server:
             settings = Settings.from_env(
                 data_dir=tmp_path, redis_url=server.url, db_path=tmp_path / "retail.sqlite",
-                domain_dir=domain, approval_threshold=5000.0,
+                domain_dir=domain, approval_threshold=5000.0, reviewers={"alice": "supervisor"},
             )
             shutil.copy(tmp_path / ".bench-template.sqlite", settings.db_path)
             lines = [
@@ -110,7 +113,8 @@ def main() -> None:
                 f"Command: `.venv/bin/python bench/turn_bench.py --scripted-runs {args.scripted_runs} "
                 f"--local-runs {args.local_runs}`",
                 f"Machine: {_machine()}; Redis {subprocess.run(['redis-server', '--version'], capture_output=True, text=True).stdout.split()[2] if shutil.which('redis-server') else '?'}",
-                f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+                f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+                f"1-minute load average at start {os.getloadavg()[0]:.1f}",
                 "",
                 "One turn = customer message, pause at the approval, one approval, execution, answer.",
                 "",
@@ -129,11 +133,14 @@ def main() -> None:
                 index = KnowledgeIndex.load(tmp_path / "index", embedder)
                 model_path = Path(os.environ.get("WARDEN_MODEL_PATH") or ensure_local_model(ROOT / "var" / "models"))
                 model = LocalChatModel(model_path=str(model_path), n_threads=os.cpu_count() or 2)
-                timings, turns = run_turns(settings, lambda: model, args.local_runs, index)
-                lines += ["## Bundled local model (Qwen2.5-Coder-1.5B Q4_K_M, llama.cpp, 2 threads)", "",
-                          "| node | n | p50 ms | p95 ms |", "| --- | --- | --- | --- |"]
-                lines += [_row(node, values) for node, values in timings.items()]
-                lines += [_row("whole turn", turns), ""]
+                classifier = open_intent_classifier(dataclasses.replace(settings, data_dir=tmp_path))
+                for title, chosen in [("intent by the trained classifier", classifier), ("intent by the model", None)]:
+                    timings, turns = run_turns(settings, lambda: model, args.local_runs, index, chosen)
+                    lines += [f"## Bundled local model, {title}", "",
+                              "Qwen2.5-Coder-1.5B-Instruct Q4_K_M through llama.cpp, 2 threads, real hybrid index.", "",
+                              "| node | n | p50 ms | p95 ms |", "| --- | --- | --- | --- |"]
+                    lines += [_row(node, values) for node, values in timings.items()]
+                    lines += [_row("whole turn", turns), ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -676,8 +676,8 @@ def respond(state: SupportState, runtime: Runtime[SupportContext], config: Runna
         context.audit, config, node="respond", kind="answer_sent", turn=state.get("turn", 0),
         round=state.get("approval_round", 0), data={"text": text, "message_id": message_id},
     )
-    # The final message keeps the streamed chunks' id: LangGraph's message
-    # stream then knows it was already sent and does not send it a second time.
+    # The final message keeps the streamed chunks' id, so LangGraph's message
+    # stream recognises it as already sent and does not send it a second time.
     return {"answer": text, "messages": [AIMessage(content=text, id=message_id)]}
 
 
@@ -726,7 +726,7 @@ builder.add_conditional_edges("execute_actions", route_after_execute)
 builder.add_edge("respond", END)
 
 graph = builder.compile()
-"""The uncompiled-checkpointer graph LangGraph Studio serves; hosts call ``build_graph``."""
+"""The graph without a checkpointer, for LangGraph Studio, which supplies the saver; hosts call ``build_graph``."""
 
 
 def build_graph(checkpointer: Any = None) -> Any:

@@ -50,7 +50,7 @@ class Entities(BaseModel):
 
 
 class IntentOutput(BaseModel):
-    """What the model returns when it classifies a message."""
+    """Structured output of the model when it classifies a message."""
 
     intent: IntentLabel
     entities: Entities = Field(default_factory=Entities)
@@ -90,7 +90,7 @@ class PlanStep(BaseModel):
 
 
 class PlanOutput(BaseModel):
-    """What the model returns when it plans: tool calls, or none and a question."""
+    """Structured output of the model when it plans: tool calls, or none and a question."""
 
     steps: list[PlanStep] = Field(default_factory=list)
     question: str = Field(
@@ -163,7 +163,7 @@ class Decision(BaseModel):
 
 
 class ActionResult(BaseModel):
-    """What happened to one step: its outcome and what the tool returned."""
+    """Outcome of one step, with the tool's output or error."""
 
     action_id: str
     tool: str

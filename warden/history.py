@@ -1,9 +1,9 @@
 """Conversation history for prompts: trimmed to a token budget without breaking tool pairs.
 
 A chat API rejects a tool result whose call was trimmed away, and a call whose
-results are missing; trimming therefore works on whole units (a message, or an
-assistant tool call together with all its results) and starts the kept history
-at a customer message.
+results are missing. So trimming works on whole units (a message, or an
+assistant tool call together with all its results), and the kept history
+starts at a customer message.
 """
 
 from __future__ import annotations

@@ -122,7 +122,7 @@ class RedisServer:
                     )
                 try:
                     if client.ping():
-                        # An AOF replay answers LOADING until it finishes.
+                        # During an AOF replay the server replies LOADING until it finishes.
                         return
                 except redis.exceptions.BusyLoadingError:
                     pass
@@ -133,7 +133,7 @@ class RedisServer:
             client.close()
         self.stop()
         raise ConfigurationError(
-            f"redis-server did not answer on port {self.port} within "
+            f"redis-server did not respond on port {self.port} within "
             f"{_START_TIMEOUT_SECONDS:.0f} s; see {self.data_dir / 'redis.log'}"
         )
 
@@ -146,7 +146,7 @@ class RedisServer:
             client = redis.Redis(port=self.port, socket_timeout=5)
             client.shutdown(nosave=not self.appendonly)
         except redis.exceptions.ConnectionError:
-            # SHUTDOWN closes the connection before it answers.
+            # SHUTDOWN closes the connection before it replies.
             pass
         try:
             self._process.wait(timeout=10)
