@@ -644,13 +644,16 @@ def _render_outcomes(state: SupportState) -> str:
     customer = state.get("customer")
     lines.append(f"customer authenticated: {customer['user_id']}" if customer else "customer not authenticated")
     for result in state.get("lookups", []):
-        if result.status != "done":
-            lines.append(f"lookup {result.tool}: {result.status} ({result.error})")
+        if result.status == "done":
+            lines.append(f"looked up {result.tool} {json.dumps(result.arguments)}: {_compact(result.output)}")
+        else:
+            lines.append(f"lookup {result.tool} failed: {result.status} ({result.error})")
     for result in state.get("results", []):
         if result.status == "done":
-            lines.append(f"DONE {result.tool} {json.dumps(result.arguments)}")
+            lines.append(f"CHANGE DONE: {result.tool} {json.dumps(result.arguments)}")
         else:
-            lines.append(f"NOT DONE {result.tool}: {result.status} ({result.error or result.output})")
+            why = result.error or result.output
+            lines.append(f"CHANGE NOT DONE ({result.status}): {result.tool} {json.dumps(result.arguments)}; {why}")
     plan = state.get("plan")
     if plan is not None and plan.question:
         lines.append(f"ask the customer: {plan.question}")

@@ -58,7 +58,13 @@ def _print_outcome(warden: Any, thread_id: str, outcome: Any, streamed: bool) ->
 
 
 def _stream_printer() -> Any:
+    started = False
+
     def on_token(token: str) -> None:
+        nonlocal started
+        if not started:
+            sys.stdout.write("agent: ")
+            started = True
         sys.stdout.write(token)
         sys.stdout.flush()
 
@@ -85,6 +91,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     with _open(args) as warden:
+        if args.message is not None and not args.message.strip():
+            print("error: the message is empty; write the customer's message in quotes", file=sys.stderr)
+            return 2
         messages = [args.message] if args.message else None
         if messages is None:
             print("Type a message (empty line to quit).")
@@ -92,7 +101,6 @@ def cmd_chat(args: argparse.Namespace) -> int:
             text = messages.pop(0) if messages else (None if messages is not None else input("> "))
             if not text:
                 return 0
-            print("agent: ", end="", flush=True)
             outcome = warden.send(args.thread, text, on_token=_stream_printer())
             _print_outcome(warden, args.thread, outcome, streamed=True)
             if outcome.status == "awaiting_approval" or args.message:
@@ -120,7 +128,13 @@ def _decisions_from_args(args: argparse.Namespace, request: dict[str, Any]) -> d
         decisions = parse_decision_json(args.decisions)
         for decision in decisions.values():
             if isinstance(decision, dict):
-                decision.setdefault("reviewer", args.reviewer)
+                # The reviewer is whoever runs the command, never a name in the JSON.
+                if decision.get("reviewer", args.reviewer) != args.reviewer:
+                    raise WardenError(
+                        f"decision names reviewer {decision['reviewer']!r} but --reviewer is "
+                        f"{args.reviewer!r}; remove 'reviewer' from the JSON"
+                    )
+                decision["reviewer"] = args.reviewer
         return decisions
     waiting = request.get("awaiting_second_approval") or [a["action_id"] for a in request["actions"]]
     targets = [args.action] if args.action else waiting
@@ -144,7 +158,6 @@ def cmd_decide(args: argparse.Namespace) -> int:
             print(f"thread {args.thread} has no pending approval", file=sys.stderr)
             return 2
         decisions = _decisions_from_args(args, request)
-        print("agent: ", end="", flush=True)
         outcome = warden.decide(args.thread, decisions, on_token=_stream_printer())
         _print_outcome(warden, args.thread, outcome, streamed=True)
     return 0

@@ -19,8 +19,8 @@ _SECRET_FIELD = re.compile(
     r"security[_-]?code|card[_-]?(number|no)|^pan$|^pin$",
     re.IGNORECASE,
 )
-# 13 to 19 digits, optionally grouped by single spaces or dashes.
-_CARD_CANDIDATE = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
+# 13 to 19 digits, optionally grouped by single spaces, dashes or dots.
+_CARD_CANDIDATE = re.compile(r"(?<![\d.-])\d(?:[ .-]?\d){12,18}(?![\d-])")
 _PATTERNS = (
     ("jwt", re.compile(r"\beyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]*")),
     ("bearer", re.compile(r"\bBearer\s+[\w.~+/-]+=*", re.IGNORECASE)),
@@ -44,7 +44,7 @@ def luhn_valid(digits: str) -> bool:
 
 
 def _redact_card(match: re.Match[str]) -> str:
-    digits = re.sub(r"[ -]", "", match.group(0))
+    digits = re.sub(r"[ .-]", "", match.group(0))
     return "[REDACTED:card]" if luhn_valid(digits) else match.group(0)
 
 

@@ -27,7 +27,7 @@ from langgraph.types import Command
 from graphs.context import SupportContext
 from graphs.support import build_graph
 from tools.retail import RETAIL_TOOLS, RetailStore, build_database
-from warden.actions import Decision, PendingAction
+from warden.actions import REVIEWER_DECISIONS, Decision, PendingAction
 from warden.approvals import APPROVAL_INTERRUPT_TYPE, validate_decisions
 from warden.audit import AuditLog, VerifyReport, audit_step
 from warden.checkpoint import RedisSaver
@@ -87,9 +87,45 @@ def open_redis(settings: Settings) -> Iterator[str]:
     try:
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        if server is not None:
-            server.stop()
-            state_file.unlink(missing_ok=True)
+        # The last process to leave stops the server, whichever started it, so a
+        # reviewer's command never loses Redis under a running chat.
+        with (redis_dir / "server.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            others = _other_clients(port)
+            if others:
+                logger.info("embedded redis left running port=%s other_clients=%d", port, others)
+                if server is not None:
+                    _DETACHED_SERVERS.append(server)
+            else:
+                if server is not None:
+                    server.stop()
+                else:
+                    _shutdown_embedded(port)
+                state_file.unlink(missing_ok=True)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# Servers this process started and left running for other processes; kept so
+# the child-process handles stay alive until the interpreter exits.
+_DETACHED_SERVERS: list[RedisServer] = []
+
+
+def _other_clients(port: int) -> int:
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+        count = len(client.client_list()) - 1
+        client.close()
+        return max(count, 0)
+    except redis.exceptions.ConnectionError:
+        return 0
+
+
+def _shutdown_embedded(port: int) -> None:
+    try:
+        redis.Redis(host="127.0.0.1", port=port, socket_timeout=10).shutdown(nosave=False)
+    except redis.exceptions.ConnectionError:
+        # SHUTDOWN closes the connection before it replies.
+        pass
 
 
 def _live_embedded_port(state_file: Path) -> int | None:
@@ -382,6 +418,7 @@ class Warden:
             ResumeError: the decisions are invalid; the thread stays paused.
             ThreadStateError: the thread has no pending approval.
         """
+        decisions = _reviewer_decisions(decisions)
         with self._thread_lock(thread_id):
             self._raise_if_decided(decisions)
             request = self.current_interrupt(thread_id)
@@ -555,6 +592,31 @@ class Warden:
 
     def messages(self, thread_id: str) -> list[Any]:
         return list(self.graph.get_state(self._config(thread_id)).values.get("messages", []))
+
+
+def _reviewer_decisions(decisions: Any) -> Any:
+    """Return ``decisions`` with reviewer text redacted; reject kinds only the runtime may use.
+
+    ``cancel`` and ``expire`` close actions on the runtime's behalf (a customer
+    withdrawing, a deadline passing); a reviewer never sends them.
+    """
+    if not isinstance(decisions, dict):
+        return decisions
+    cleaned: dict[str, Any] = {}
+    for action_id, decision in decisions.items():
+        if isinstance(decision, dict):
+            kind = decision.get("decision")
+            if kind not in REVIEWER_DECISIONS:
+                raise ResumeError(
+                    f"invalid decision {kind!r} for {action_id!r}; a reviewer may send one of "
+                    f"{list(REVIEWER_DECISIONS)}"
+                )
+            decision = {
+                key: redact_text(value) if key in ("reason", "message") and isinstance(value, str) else value
+                for key, value in decision.items()
+            }
+        cleaned[action_id] = decision
+    return cleaned
 
 
 def parse_decision_json(text: str) -> dict[str, Any]:

@@ -255,3 +255,30 @@ def test_second_message_continues_the_thread(open_warden, store):
     assert state["turn"] == 2
     assert state["lookups"][0].status == "done"
     assert len(warden.messages("t-two")) > count
+
+
+@pytest.mark.parametrize("kind", ["cancel", "expire"])
+def test_reviewer_cannot_send_runtime_decisions(open_warden, store, kind):
+    warden = open_warden(cancel_script(), approval_threshold=5000.0)
+    before = store.checksum()
+    [action] = warden.send("t-close", CANCEL_MESSAGE).pending
+    with pytest.raises(ResumeError, match=f"invalid decision '{kind}'"):
+        warden.decide("t-close", {action.action_id: {"decision": kind, "reviewer": "mallory"}})
+    assert warden.current_interrupt("t-close") is not None
+    assert store.checksum() == before
+
+
+def test_reviewer_reason_is_redacted(open_warden, store, redis_client):
+    warden = open_warden(cancel_script(), approval_threshold=5000.0)
+    [action] = warden.send("t-reason", CANCEL_MESSAGE).pending
+    card = "4111.1111.1111.1111"
+    warden.decide(
+        "t-reason",
+        {action.action_id: {"decision": "reject", "reason": f"card {card} was reported stolen", "reviewer": "alice"}},
+    )
+    [result] = warden.graph.get_state(warden._config("t-reason")).values["results"]
+    assert card not in result.error
+    assert "[REDACTED:card]" in result.error
+    for key in redis_client.scan_iter():
+        if redis_client.type(key) == b"hash":
+            assert not any(card.encode() in value for value in redis_client.hgetall(key).values()), key
