@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from tests.graph.conftest import CANCEL_MESSAGE, cancel_script  # noqa: E402
 from tools.retail import build_database  # noqa: E402
 from warden.models import LocalChatModel, ScriptedChatModel, ensure_local_model  # noqa: E402
-from warden.redis_server import RedisServer  # noqa: E402
+from warden.redis_server import RedisServer, find_redis_binary  # noqa: E402
 from warden.runtime import Warden, open_intent_classifier  # noqa: E402
 from warden.settings import EXAMPLE_DOMAIN_DIR, Settings  # noqa: E402
 
@@ -112,7 +112,7 @@ def main() -> None:
                 "",
                 f"Command: `.venv/bin/python bench/turn_bench.py --scripted-runs {args.scripted_runs} "
                 f"--local-runs {args.local_runs}`",
-                f"Machine: {_machine()}; Redis {subprocess.run(['redis-server', '--version'], capture_output=True, text=True).stdout.split()[2] if shutil.which('redis-server') else '?'}",
+                f"Machine: {_machine()}; Redis {subprocess.run([find_redis_binary(), '--version'], capture_output=True, text=True).stdout.split()[2]}",
                 f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
                 f"1-minute load average at start {os.getloadavg()[0]:.1f}",
                 "",
