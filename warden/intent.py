@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from warden.actions import INTENT_LABELS
+
 if TYPE_CHECKING:
     from ingestion.embedder import Embedder
 
@@ -32,19 +34,8 @@ logger = logging.getLogger(__name__)
 FORMAT_NAME = "warden-intent-classifier"
 FORMAT_VERSION = 1
 MODEL_FILE = "intent_model.json"
-RETAIL_INTENTS = (
-    "cancel_order",
-    "modify_order_items",
-    "modify_order_address",
-    "modify_order_payment",
-    "return_items",
-    "exchange_items",
-    "change_default_address",
-    "order_question",
-    "product_question",
-    "talk_to_human",
-    "out_of_scope",
-)
+# The retail labels are the ones the graph's typed intent accepts.
+RETAIL_INTENTS = INTENT_LABELS
 DEFAULT_C = 20.0
 # Share of correctly classified held-out messages that must clear the default
 # threshold; the rest, and most out-of-scope messages, go to the model.
