@@ -98,7 +98,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if messages is None:
             print("Type a message (empty line to quit).")
         while True:
-            text = messages.pop(0) if messages else (None if messages is not None else input("> "))
+            if messages is None:
+                text = input("> ")
+            elif messages:
+                text = messages.pop(0)
+            else:
+                text = None
             if not text:
                 return 0
             outcome = warden.send(args.thread, text, on_token=_stream_printer())
@@ -128,7 +133,7 @@ def _decisions_from_args(args: argparse.Namespace, request: dict[str, Any]) -> d
         decisions = parse_decision_json(args.decisions)
         for decision in decisions.values():
             if isinstance(decision, dict):
-                # The reviewer is whoever runs the command, never a name in the JSON.
+                # The reviewer is the one named by --reviewer, never a name in the JSON.
                 if decision.get("reviewer", args.reviewer) != args.reviewer:
                     raise WardenError(
                         f"decision names reviewer {decision['reviewer']!r} but --reviewer is "

@@ -41,7 +41,7 @@ AUTH_LOOKUPS = frozenset({"find_user_id_by_email", "find_user_id_by_name_zip"})
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    """What a deployment grants and where two approvers become necessary."""
+    """Scopes a deployment grants and the amount above which two approvers are required."""
 
     granted_scopes: frozenset[str] = DEFAULT_SCOPES
     approval_threshold: float = 500.0

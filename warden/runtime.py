@@ -87,8 +87,8 @@ def open_redis(settings: Settings) -> Iterator[str]:
     try:
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        # The last process to leave stops the server, whichever started it, so a
-        # reviewer's command never loses Redis under a running chat.
+        # The last process to leave stops the server, whichever started it: a
+        # process that sees other clients connected leaves the server running.
         with (redis_dir / "server.lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             others = _other_clients(port)
@@ -97,8 +97,14 @@ def open_redis(settings: Settings) -> Iterator[str]:
                 if server is not None:
                     _DETACHED_SERVERS.append(server)
             else:
-                if server is not None:
-                    server.stop()
+                # A server this process started and left running earlier is
+                # stopped through its handle, so the child process is reaped.
+                detached = [s for s in _DETACHED_SERVERS if s.port == port]
+                owned = server or (detached[0] if detached else None)
+                if owned is not None:
+                    owned.stop()
+                    if owned in _DETACHED_SERVERS:
+                        _DETACHED_SERVERS.remove(owned)
                 else:
                     _shutdown_embedded(port)
                 state_file.unlink(missing_ok=True)
@@ -246,7 +252,7 @@ def build_default_context() -> SupportContext:
 
 @dataclass
 class TurnOutcome:
-    """What a turn or a resume produced."""
+    """Result of a turn or a resume: the answer, or the actions awaiting approval."""
 
     status: Literal["answered", "awaiting_approval"]
     answer: str = ""
@@ -392,8 +398,8 @@ class Warden:
                     f"thread {thread_id!r} is waiting for approval of {ids}; "
                     "decide them (or cancel them) before sending another message"
                 )
-            # Card numbers, tokens and keys never enter the state, so no
-            # checkpoint, audit entry or prompt holds them.
+            # Card numbers, tokens and keys are redacted before they enter the
+            # state, so no checkpoint, audit entry or prompt contains them.
             return self._run({"messages": [HumanMessage(redact_text(text))]}, thread_id, on_token, on_chunk)
 
     def decide(

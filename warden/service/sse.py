@@ -83,22 +83,6 @@ def attach_cancel_handler(chat_model: Any) -> CancelOnDisconnect:
     return handler
 
 
-def _answer_filter(forward: TokenCallback) -> TokenCallback:
-    # NOTE: Warden's runtime forwards the completed answer message once more
-    # after its chunks (LangGraph's message stream emits the node's returned
-    # AIMessage too). A token equal to everything streamed so far is that copy.
-    streamed: list[str] = []
-
-    def on_token(text: str) -> None:
-        so_far = "".join(streamed)
-        if so_far and text == so_far:
-            return
-        streamed.append(text)
-        forward(text)
-
-    return on_token
-
-
 async def run_streamed(
     executor: Executor,
     run: Callable[[TokenCallback], Any],
@@ -125,7 +109,7 @@ async def run_streamed(
 
     def work() -> None:
         try:
-            put(("outcome", run(_answer_filter(lambda text: put(("token", text))))))
+            put(("outcome", run(lambda text: put(("token", text)))))
         except Exception as error:  # noqa: BLE001 - handed to the consumer, which reports it
             put(("error", error))
         finally:
