@@ -29,6 +29,8 @@ from langgraph.checkpoint.base import (
 
 from warden import checkpoint_scripts as scripts
 from warden.checkpoint_client import (
+    AsyncScriptRunner,
+    ScriptRunner,
     check_binary_responses,
     create_clients,
     describe_client,
@@ -108,21 +110,10 @@ class RedisSaver(BaseCheckpointSaver[str]):
         self.ttl_seconds = ttl_seconds
         self._ttl_arg = int(ttl_seconds or 0)
         self._location = describe_client(client if client is not None else aclient)
-        self._sync_scripts = (
-            {
-                name: client.register_script(getattr(scripts, name))
-                for name in _SCRIPT_NAMES
-            }
-            if client is not None
-            else {}
-        )
-        self._async_scripts = (
-            {
-                name: aclient.register_script(getattr(scripts, name))
-                for name in _SCRIPT_NAMES
-            }
-            if aclient is not None
-            else {}
+        sources = {name: getattr(scripts, name) for name in _SCRIPT_NAMES}
+        self._run = ScriptRunner(client, sources) if client is not None else None
+        self._arun = (
+            AsyncScriptRunner(aclient, sources) if aclient is not None else None
         )
 
     @classmethod
@@ -157,13 +148,13 @@ class RedisSaver(BaseCheckpointSaver[str]):
                 "Check that the server is running and REDIS_URL points at it."
             ) from exc
 
-    def _sync(self) -> dict[str, Any]:
+    def _sync(self) -> ScriptRunner:
         if self.client is None:
             raise ConfigurationError(
                 "this RedisSaver has only an async client; use the async API "
                 "(ainvoke, aget_tuple, ...) or pass client= as well."
             )
-        return self._sync_scripts
+        return self._run
 
     def put(
         self,
@@ -173,12 +164,12 @@ class RedisSaver(BaseCheckpointSaver[str]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         """Store a checkpoint, its metadata and its new channel values atomically."""
-        script = self._sync()["PUT"]
+        run = self._sync()
         keys, args, next_config = put_args(
             self.serde, self._ttl_arg, config, checkpoint, metadata, new_versions
         )
         with self._store_errors():
-            script(keys=keys, args=args)
+            run("PUT", keys, args)
         return next_config
 
     def put_writes(
@@ -189,23 +180,23 @@ class RedisSaver(BaseCheckpointSaver[str]):
         task_path: str = "",
     ) -> None:
         """Store the pending writes of one task atomically."""
-        script = self._sync()["PUT_WRITES"]
+        run = self._sync()
         keys, args = put_writes_args(
             self.serde, self._ttl_arg, config, writes, task_id, task_path
         )
         with self._store_errors():
-            script(keys=keys, args=args)
+            run("PUT_WRITES", keys, args)
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Return the checkpoint named by ``config``, or the namespace's latest."""
-        script = self._sync()["GET"]
+        run = self._sync()
         configurable = config["configurable"]
         thread_id = configurable["thread_id"]
         keys = thread_keys(thread_id)
         ns = check_part("checkpoint_ns", configurable.get("checkpoint_ns", ""))
         checkpoint_id = get_checkpoint_id(config)
         with self._store_errors():
-            entry = script(keys=keys, args=[self._ttl_arg, ns, checkpoint_id or ""])
+            entry = run("GET", keys, [self._ttl_arg, ns, checkpoint_id or ""])
         if not entry:
             return None
         return decode_entry(
@@ -257,12 +248,12 @@ class RedisSaver(BaseCheckpointSaver[str]):
         thread_id = config["configurable"]["thread_id"]
         keys = thread_keys(thread_id)
         low, high, client_side, accepts = list_plan(self.serde, config, filter, before)
-        scripts_ = self._sync_scripts
+        run = self._run
         while True:
             if client_side:
                 with self._store_errors():
-                    page, metas = scripts_["LIST"](
-                        keys=keys, args=[self._ttl_arg, high, low, META_PAGE, "meta"]
+                    page, metas = run(
+                        "LIST", keys, [self._ttl_arg, high, low, META_PAGE, "meta"]
                     )
                 count = META_PAGE
                 members = [
@@ -277,17 +268,15 @@ class RedisSaver(BaseCheckpointSaver[str]):
             else:
                 count = FULL_PAGE if limit is None else min(limit, FULL_PAGE)
                 with self._store_errors():
-                    page, entries = scripts_["LIST"](
-                        keys=keys, args=[self._ttl_arg, high, low, count, "full"]
+                    page, entries = run(
+                        "LIST", keys, [self._ttl_arg, high, low, count, "full"]
                     )
                 # None: the LIST reply already contains the entries.
                 batches = [None]
             for batch in batches:
                 if batch is not None:
                     with self._store_errors():
-                        entries = scripts_["LOAD_MANY"](
-                            keys=keys, args=[self._ttl_arg, *batch]
-                        )
+                        entries = run("LOAD_MANY", keys, [self._ttl_arg, *batch])
                 for entry in entries:
                     if entry:
                         yield decode_entry(self.serde, thread_id, keys, entry)
@@ -323,10 +312,10 @@ class RedisSaver(BaseCheckpointSaver[str]):
         the writes of older checkpoints, which pruning removes; do not prune such
         threads.
         """
-        script = self._sync()["PRUNE"]
+        run = self._sync()
         for thread_id, keep in self._prune_plan(thread_ids, strategy, keep_last):
             with self._store_errors():
-                script(keys=thread_keys(thread_id), args=[self._ttl_arg, keep])
+                run("PRUNE", thread_keys(thread_id), [self._ttl_arg, keep])
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints whose metadata ``run_id`` is in ``run_ids``.
@@ -335,7 +324,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
         is cleaned in one atomic step, but a checkpoint that a run writes while
         the scan is in progress can be missed.
         """
-        script = self._sync()["PRUNE"]
+        run = self._sync()
         wanted = {str(run_id) for run_id in run_ids}
         if not wanted:
             return
@@ -351,7 +340,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
             members = self._members_of_runs(keys, stored, wanted)
             if members:
                 with self._store_errors():
-                    script(keys=keys, args=[self._ttl_arg, -1, *members])
+                    run("PRUNE", keys, [self._ttl_arg, -1, *members])
 
     def _members_of_runs(
         self, keys: list[str], stored: dict[bytes, bytes], wanted: set[str]
@@ -375,9 +364,9 @@ class RedisSaver(BaseCheckpointSaver[str]):
         Later reads and writes of the thread no longer set a TTL, so the thread
         stays until ``delete_thread`` or ``prune(strategy="delete")``.
         """
-        script = self._sync()["PERSIST"]
+        run = self._sync()
         with self._store_errors():
-            script(keys=thread_keys(thread_id), args=[self._ttl_arg])
+            run("PERSIST", thread_keys(thread_id), [self._ttl_arg])
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint and write of one thread over another thread.
@@ -453,7 +442,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
             self.serde, self._ttl_arg, config, checkpoint, metadata, new_versions
         )
         with self._store_errors():
-            await self._async_scripts["PUT"](keys=keys, args=args)
+            await self._arun("PUT", keys, args)
         return next_config
 
     async def aput_writes(
@@ -472,7 +461,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
             self.serde, self._ttl_arg, config, writes, task_id, task_path
         )
         with self._store_errors():
-            await self._async_scripts["PUT_WRITES"](keys=keys, args=args)
+            await self._arun("PUT_WRITES", keys, args)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Async ``get_tuple``."""
@@ -484,8 +473,8 @@ class RedisSaver(BaseCheckpointSaver[str]):
         ns = check_part("checkpoint_ns", configurable.get("checkpoint_ns", ""))
         checkpoint_id = get_checkpoint_id(config)
         with self._store_errors():
-            entry = await self._async_scripts["GET"](
-                keys=keys, args=[self._ttl_arg, ns, checkpoint_id or ""]
+            entry = await self._arun(
+                "GET", keys, [self._ttl_arg, ns, checkpoint_id or ""]
             )
         if not entry:
             return None
@@ -545,12 +534,12 @@ class RedisSaver(BaseCheckpointSaver[str]):
         thread_id = config["configurable"]["thread_id"]
         keys = thread_keys(thread_id)
         low, high, client_side, accepts = list_plan(self.serde, config, filter, before)
-        scripts_ = self._async_scripts
+        run = self._arun
         while True:
             if client_side:
                 with self._store_errors():
-                    page, metas = await scripts_["LIST"](
-                        keys=keys, args=[self._ttl_arg, high, low, META_PAGE, "meta"]
+                    page, metas = await run(
+                        "LIST", keys, [self._ttl_arg, high, low, META_PAGE, "meta"]
                     )
                 count = META_PAGE
                 members = [
@@ -565,17 +554,15 @@ class RedisSaver(BaseCheckpointSaver[str]):
             else:
                 count = FULL_PAGE if limit is None else min(limit, FULL_PAGE)
                 with self._store_errors():
-                    page, entries = await scripts_["LIST"](
-                        keys=keys, args=[self._ttl_arg, high, low, count, "full"]
+                    page, entries = await run(
+                        "LIST", keys, [self._ttl_arg, high, low, count, "full"]
                     )
                 # None: the LIST reply already contains the entries.
                 batches = [None]
             for batch in batches:
                 if batch is not None:
                     with self._store_errors():
-                        entries = await scripts_["LOAD_MANY"](
-                            keys=keys, args=[self._ttl_arg, *batch]
-                        )
+                        entries = await run("LOAD_MANY", keys, [self._ttl_arg, *batch])
                 for entry in entries:
                     if entry:
                         yield decode_entry(self.serde, thread_id, keys, entry)
@@ -608,9 +595,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
             )
         for thread_id, keep in self._prune_plan(thread_ids, strategy, keep_last):
             with self._store_errors():
-                await self._async_scripts["PRUNE"](
-                    keys=thread_keys(thread_id), args=[self._ttl_arg, keep]
-                )
+                await self._arun("PRUNE", thread_keys(thread_id), [self._ttl_arg, keep])
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Async ``delete_for_runs``."""
@@ -631,18 +616,14 @@ class RedisSaver(BaseCheckpointSaver[str]):
             members = self._members_of_runs(keys, stored, wanted)
             if members:
                 with self._store_errors():
-                    await self._async_scripts["PRUNE"](
-                        keys=keys, args=[self._ttl_arg, -1, *members]
-                    )
+                    await self._arun("PRUNE", keys, [self._ttl_arg, -1, *members])
 
     async def apersist(self, thread_id: str) -> None:
         """Async ``persist``."""
         if self.aclient is None:
             return await asyncio.to_thread(self.persist, thread_id)
         with self._store_errors():
-            await self._async_scripts["PERSIST"](
-                keys=thread_keys(thread_id), args=[self._ttl_arg]
-            )
+            await self._arun("PERSIST", thread_keys(thread_id), [self._ttl_arg])
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Async ``copy_thread``."""

@@ -11,9 +11,11 @@ import pytest
 import redis
 import redis.asyncio
 from langgraph.checkpoint.conformance.test_utils import generate_checkpoint
+from redis.backoff import ExponentialBackoff
 from redis.crc import key_slot
 
 from warden.checkpoint import RedisSaver
+from warden.checkpoint_client import _LoggedRetry
 from warden.checkpoint_keys import thread_keys
 from warden.errors import CheckpointConnectionError, ConfigurationError
 from warden.redis_server import free_port
@@ -311,3 +313,81 @@ def test_copy_thread_applies_ttl(redis_client: redis.Redis) -> None:
     assert all(
         redis_client.ttl(k) > 0 for k in _thread_keys_in_redis(redis_client, "target")
     )
+
+
+# -- the script call path --------------------------------------------------------------
+
+
+def test_flushed_script_cache_is_reloaded(
+    saver: RedisSaver, redis_client: redis.Redis
+) -> None:
+    first = _put_chain(saver, "flushed", 1)[0]
+    redis_client.script_flush()
+    second = _put_chain(saver, "flushed", 2)[-1]
+    assert saver.get_tuple(_config("flushed")).config == second
+    assert saver.get_tuple(first).pending_writes == [("task-0", "counter", 100)]
+
+
+def test_flushed_script_cache_is_reloaded_async(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    async def run() -> None:
+        saver = RedisSaver.from_url(redis_url)
+        try:
+            config = await saver.aput(
+                _config("aflushed"), generate_checkpoint(), {}, {}
+            )
+            redis_client.script_flush()
+            await saver.aput_writes(config, [("counter", 7)], "task-a")
+            stored = await saver.aget_tuple(config)
+            assert stored.pending_writes == [("task-a", "counter", 7)]
+        finally:
+            saver.client.close()
+            await saver.aclient.aclose()
+
+    asyncio.run(run())
+
+
+def test_timed_out_script_is_retried_once_applied(
+    redis_url: str, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    retry = _LoggedRetry(ExponentialBackoff(cap=0.4, base=0.1), 5)
+    client = redis.Redis.from_url(redis_url, socket_timeout=0.2, retry=retry)
+    saver = RedisSaver(client)
+    try:
+        stored = _put_chain(saver, "paused", 1)[0]
+        # The server holds every command for 0.6 s: the first attempt times out
+        # and is sent again, and the server may run both copies.
+        redis_client.execute_command("CLIENT", "PAUSE", 600, "ALL")
+        with caplog.at_level(logging.WARNING, logger="warden.checkpoint_client"):
+            saver.put_writes(stored, [("counter", 5), ("other", 6)], "task-late")
+        failures = [r for r in caplog.records if "redis call failed" in r.getMessage()]
+        assert failures, "the paused call should have timed out at least once"
+        writes = saver.get_tuple(stored).pending_writes
+        assert writes == [
+            ("task-0", "counter", 100),
+            ("task-late", "counter", 5),
+            ("task-late", "other", 6),
+        ]
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"single_connection_client": True}, {"protocol": 3}],
+    ids=["single-connection", "resp3"],
+)
+def test_other_client_kinds_round_trip(redis_url: str, options: dict) -> None:
+    client = redis.Redis.from_url(redis_url, **options)
+    try:
+        saver = RedisSaver(client)
+        thread_id = "kind-" + "-".join(f"{k}={v}" for k, v in options.items())
+        stored = _put_chain(saver, thread_id, 3)
+        latest = saver.get_tuple(stored[-1])
+        assert latest.checkpoint["channel_values"] == {"counter": 2, "fixed": "same"}
+        assert latest.pending_writes == [("task-2", "counter", 102)]
+        listed = [item.config for item in saver.list(_config(thread_id))]
+        assert listed == stored[::-1]
+    finally:
+        client.close()
