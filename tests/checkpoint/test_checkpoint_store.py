@@ -373,6 +373,23 @@ def test_timed_out_script_is_retried_once_applied(
         client.close()
 
 
+def test_killed_idle_connection_is_retried(
+    redis_url: str, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    saver = RedisSaver.from_url(redis_url)
+    try:
+        stored = _put_chain(saver, "killed", 1)[0]
+        killed = redis_client.client_kill_filter(_type="normal", skipme=True)
+        assert killed >= 1
+        with caplog.at_level(logging.WARNING, logger="warden.checkpoint_client"):
+            assert saver.get_tuple(_config("killed")).config == stored
+        failures = [r for r in caplog.records if "redis call failed" in r.getMessage()]
+        assert len(failures) == 1
+    finally:
+        saver.client.close()
+        asyncio.run(saver.aclient.aclose())
+
+
 @pytest.mark.parametrize(
     "options",
     [{"single_connection_client": True}, {"protocol": 3}],
