@@ -73,8 +73,13 @@ def _stream_printer() -> Any:
 
 def _open(args: argparse.Namespace) -> Any:
     from warden.runtime import Warden  # noqa: PLC0415 - loads torch and the model
+    from warden.service.chat import chat_model_from_settings  # noqa: PLC0415
 
-    return Warden.open(Settings.from_env())
+    settings = Settings.from_env()
+    # WARDEN_CHAT_MODEL=scripted:<file> selects a scripted model, as in the service.
+    scripted = settings.chat_model.startswith("scripted:")
+    chat_model = chat_model_from_settings(settings) if scripted else None
+    return Warden.open(settings, chat_model=chat_model)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -165,6 +170,13 @@ def cmd_decide(args: argparse.Namespace) -> int:
         decisions = _decisions_from_args(args, request)
         outcome = warden.decide(args.thread, decisions, on_token=_stream_printer())
         _print_outcome(warden, args.thread, outcome, streamed=True)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    with _open(args) as warden:
+        outcome = warden.resume(args.thread)
+        _print_outcome(warden, args.thread, outcome, streamed=False)
     return 0
 
 
@@ -348,6 +360,13 @@ def build_parser() -> argparse.ArgumentParser:
     decide.add_argument("decisions", help='JSON, e.g. {"act_1": {"decision": "approve"}}')
     decide.add_argument("--reviewer", required=True)
     decide.set_defaults(func=cmd_decide)
+
+    resume = commands.add_parser(
+        "resume",
+        help="finish a run whose process stopped between steps; executed actions are not repeated",
+    )
+    resume.add_argument("thread", help="conversation thread id")
+    resume.set_defaults(func=cmd_resume)
 
     history = commands.add_parser("history", help="show a thread's checkpoints and conversation")
     history.add_argument("thread")

@@ -65,3 +65,43 @@ def test_killed_execution_resumes_once(settings, store, template_db, tmp_path, p
     assert len(refunds(store)) == 1
     assert store.effect_count(f"{thread_id}:{action_id}") == 1
     assert store.checksum() == RetailStore(reference).checksum()
+
+
+def _cli(settings, script_file: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "REDIS_URL": settings.redis_url,
+        "WARDEN_DATA_DIR": str(settings.data_dir),
+        "WARDEN_DB_PATH": str(settings.db_path),
+        "WARDEN_INDEX_DIR": str(settings.index_dir),
+        "WARDEN_CHAT_MODEL": f"scripted:{script_file}",
+        "WARDEN_REVIEWERS": "alice:supervisor",
+        "WARDEN_APPROVAL_THRESHOLD": "5000",
+        "WARDEN_RUN_LOCK_SECONDS": str(LOCK_SECONDS),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "warden.cli", *args],
+        capture_output=True, text=True, timeout=300, cwd=ROOT, env=env,
+    )
+
+
+def test_cli_resume_finishes_killed_run(settings, store, tmp_path):
+    thread_id = "t-crash-cli"
+    action_id = _run_until_killed(settings, thread_id, "running")
+    script_file = tmp_path / "script.json"
+    # The resumed run only generates the reply, so the script needs no plan.
+    script_file.write_text(json.dumps({"text": ["Cancelled."]}))
+
+    resumed = _cli(settings, script_file, "resume", thread_id)
+
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Cancelled." in resumed.stdout
+    assert len(refunds(store)) == 1
+    assert store.effect_count(f"{thread_id}:{action_id}") == 1
+
+    again = _cli(settings, script_file, "resume", thread_id)
+
+    assert again.returncode == 2
+    assert f"thread {thread_id!r} has no unfinished run" in again.stderr
+    assert len(refunds(store)) == 1
