@@ -229,3 +229,33 @@ def test_scope_not_granted_blocks_even_approved(open_warden, settings, store):
     assert result.status == "denied"
     assert result.error.startswith("scope.not_granted")
     assert order_refunds(store) == []
+
+
+def test_cli_names_who_closed_an_action(open_warden, settings, store, tmp_path, monkeypatch, capsys):
+    from warden.cli import main  # noqa: PLC0415 - the CLI reads the environment set below
+
+    warden = open_warden(script(CANCEL), approval_threshold=5000.0)
+    [action] = warden.send("t-cli-closed", f"{HELLO} Cancel {EMMA_ORDER}.").pending
+    warden.decide("t-cli-closed", {action.action_id: {"decision": "reject", "reviewer": "alice", "reason": "duplicate"}})
+    script_file = tmp_path / "script.json"
+    script_file.write_text('{"text": ["unused"]}')
+    for name, value in {
+        "REDIS_URL": settings.redis_url,
+        "WARDEN_DATA_DIR": str(settings.data_dir),
+        "WARDEN_DB_PATH": str(settings.db_path),
+        "WARDEN_INDEX_DIR": str(settings.index_dir),
+        "WARDEN_CHAT_MODEL": f"scripted:{script_file}",
+        "WARDEN_REVIEWERS": "alice:supervisor,bob:supervisor",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    code = main(["approve", "t-cli-closed", action.action_id, "--reviewer", "bob"])
+
+    assert code == 2
+    error = capsys.readouterr().err
+    assert f"action {action.action_id} is already rejected (by alice)" in error
+    assert warden.show_action(action.action_id).state == "rejected"
+    assert refunds(store) == []
+
+    assert main(["approve", "t-other", action.action_id, "--reviewer", "bob"]) == 2
+    assert "belongs to thread t-cli-closed, not t-other" in capsys.readouterr().err
