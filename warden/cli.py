@@ -162,14 +162,14 @@ def _decisions_from_args(args: argparse.Namespace, request: dict[str, Any]) -> d
 
 
 def _no_pending_message(warden: Any, args: argparse.Namespace) -> str:
-    """Explain why ``args.thread`` has nothing to decide, naming who closed the action."""
+    """Return why ``args.thread`` has nothing to decide, naming who closed the action."""
     record = warden.ledger.get(args.action) if getattr(args, "action", None) else None
     if record is not None and record.thread_id != args.thread:
         return f"error: action {record.action_id} belongs to thread {record.thread_id}, not {args.thread}"
     if record is None or record.state == "pending":
         return f"error: thread {args.thread} has no pending approval; list waiting threads with `warden pending`"
-    who = ", ".join(record.reviewers) or "nobody"
-    return f"error: action {record.action_id} is already {record.state} (by {who}); nothing is left to decide"
+    reviewers = ", ".join(record.reviewers) or "nobody"
+    return f"error: action {record.action_id} is already {record.state} (by {reviewers}); nothing is left to decide"
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
