@@ -25,7 +25,9 @@ from tools.base import ToolError
 from warden.actions import canonical_json
 from warden.approvals import APPROVAL_INTERRUPT_TYPE
 from warden.audit import AuditEntry
+from warden.checkpoint_serde import CheckpointSerializer
 from warden.errors import ReplayError
+from warden.intent import IntentPrediction
 from warden.models import ScriptedChatModel
 from warden.policy import PolicyConfig, PolicyEngine
 
@@ -117,6 +119,33 @@ class RecordedIndex:
         return hits[:k]
 
 
+class RecordedIntentClassifier:
+    """Returns the recorded intent decision of each turn, in order.
+
+    A turn the classifier decided gets its label back on the classifier path.
+    A turn the model decided gets a low-confidence prediction with the recorded
+    confidence, so the re-run asks the recorded model output as the run did. A
+    turn recorded with no confidence ran without a classifier and gets ``None``.
+    """
+
+    def __init__(self, entries: list[AuditEntry]) -> None:
+        self._intents = [item.data or {} for item in entries if item.entry["kind"] == "intent"]
+        self._served = 0
+
+    def predict(self, text: str) -> IntentPrediction | None:
+        if self._served >= len(self._intents):
+            return None
+        recorded = self._intents[self._served]
+        self._served += 1
+        if recorded.get("confidence") is None:
+            return None
+        return IntentPrediction(
+            label=recorded["label"],
+            confidence=float(recorded["confidence"]),
+            path="classifier" if recorded.get("path") == "classifier" else "model",
+        )
+
+
 class MemoryAudit:
     """Collects the events of a dry run in memory, with the ``AuditLog.append`` signature."""
 
@@ -137,9 +166,9 @@ def _model_script(entries: list[AuditEntry]) -> dict[str, list[Any]]:
     for item in entries:
         data = item.data or {}
         kind = item.entry["kind"]
-        if kind == "intent":
-            # A label chosen by the classifier has no model output; the replay
-            # has no classifier, so the model returns that label instead.
+        if kind == "intent" and data.get("path") != "classifier":
+            # A turn the classifier decided asked no model, and the re-run's
+            # RecordedIntentClassifier decides it again.
             output = data.get("model_output") or {"intent": data["label"], "entities": data.get("entities", {})}
             script["IntentOutput"].append(output)
         elif kind == "plan":
@@ -304,7 +333,8 @@ def dry_run(
         raise ReplayError(f"thread {thread_id!r} has no audit log to replay")
     if any(item.erased for item in entries):
         raise ReplayError(f"thread {thread_id!r} had its content erased; it can be verified but not replayed")
-    saver = InMemorySaver()
+    # The product's serializer, so a dry run loads state as strictly as the Redis saver.
+    saver = InMemorySaver(serde=CheckpointSerializer())
     graph = build_graph(saver)
     config: dict[str, Any] = {"configurable": {"thread_id": thread_id}}
     policy = PolicyEngine(None, warden.context.tools, policy_config or warden.context.policy.config)
@@ -352,7 +382,7 @@ def _recorded_context(warden: Any, entries: list[AuditEntry], store: RecordedSto
         chat_model=RecordedChatModel(script=_model_script(entries)),
         policy=policy,
         index=RecordedIndex(entries),
-        intent_classifier=None,
+        intent_classifier=RecordedIntentClassifier(entries),
         ledger=None,
         journal=None,
         audit=audit,

@@ -186,3 +186,28 @@ def test_replay_in_new_process(open_warden, settings, store):
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "verified 1 thread(s), 0 broken" in verify.stdout
     assert store.checksum() == checksum
+
+
+def test_dry_run_replays_classifier_intents(settings):
+    from ingestion import load_default_embedder  # noqa: PLC0415 - loads torch
+    from warden.intent import IntentClassifier, read_examples  # noqa: PLC0415
+    from warden.models import ScriptedChatModel  # noqa: PLC0415
+    from warden.runtime import Warden  # noqa: PLC0415
+    from warden.settings import EXAMPLE_DOMAIN_DIR  # noqa: PLC0415
+
+    classifier = IntentClassifier.train(*read_examples(EXAMPLE_DOMAIN_DIR / "intents.jsonl"), load_default_embedder())
+    # The classifier decides the intent, so the script has no intent output.
+    script = {key: value for key, value in cancel_script().items() if key != "IntentOutput"}
+    with Warden.open(settings, chat_model=ScriptedChatModel(script=script), index=None, intent_classifier=classifier) as warden:
+        [action] = warden.send("t-classified", CANCEL_MESSAGE).pending
+        for reviewer in ("alice", "bob"):
+            warden.decide("t-classified", {action.action_id: {"decision": "approve", "reviewer": reviewer}})
+        [intent] = [item.data for item in warden.audit.read("t-classified") if item.entry["kind"] == "intent"]
+        assert intent["path"] == "classifier"
+        assert intent["label"] == "cancel_order"
+
+        report = dry_run(warden, "t-classified")
+
+    assert report.divergences == []
+    assert report.stopped is None
+    assert report.answer == "Your order #W2417020 has been cancelled."
