@@ -124,7 +124,8 @@ class RecordedIntentClassifier:
 
     A turn the classifier decided gets its label back on the classifier path.
     A turn the model decided gets a low-confidence prediction with the recorded
-    confidence, so the re-run asks the recorded model output as the run did. A
+    confidence, so the re-run calls the scripted model, which returns the recorded
+    output. A
     turn recorded with no confidence ran without a classifier and gets ``None``.
     """
 
@@ -167,7 +168,7 @@ def _model_script(entries: list[AuditEntry]) -> dict[str, list[Any]]:
         data = item.data or {}
         kind = item.entry["kind"]
         if kind == "intent" and data.get("path") != "classifier":
-            # A turn the classifier decided asked no model, and the re-run's
+            # A turn the classifier decided never called the model, and the re-run's
             # RecordedIntentClassifier decides it again.
             output = data.get("model_output") or {"intent": data["label"], "entities": data.get("entities", {})}
             script["IntentOutput"].append(output)
