@@ -125,8 +125,8 @@ class RecordedIntentClassifier:
     A turn the classifier decided gets its label back on the classifier path.
     A turn the model decided gets a low-confidence prediction with the recorded
     confidence, so the re-run calls the scripted model, which returns the recorded
-    output. A
-    turn recorded with no confidence ran without a classifier and gets ``None``.
+    output. A turn recorded with no confidence ran without a classifier and gets
+    ``None``.
     """
 
     def __init__(self, entries: list[AuditEntry]) -> None:
