@@ -212,7 +212,29 @@ def cmd_history(args: argparse.Namespace) -> int:
                 print(f"  [tool result] {message.content[:300]}")
             else:
                 print(f"  [{kind}] {message.content}")
+        _print_reviews(warden.ledger.events(args.thread))
     return 0
+
+
+def _print_reviews(events: list[dict[str, Any]]) -> None:
+    """Print the approval requests and reviewer decisions of a thread, oldest first."""
+    if not events:
+        return
+    print("\napprovals:")
+    for event in events:
+        kind = event["event"]
+        action = f"{event.get('action_id', '?')} {event.get('tool', '')}".rstrip()
+        if kind == "approval_requested":
+            line = f"requested  {action}"
+        elif kind.startswith("decision_"):
+            line = f"{kind.removeprefix('decision_'):<10} {action} by {event.get('reviewer')} ({event.get('role')})"
+            if event.get("reason"):
+                line += f": {event['reason']}"
+            if event.get("message"):
+                line += f": {event['message']}"
+        else:
+            line = f"{kind:<10} {action} {event.get('status', '')}".rstrip()
+        print(f"  {event['at']}  {line}")
 
 
 def _open_recorded(args: argparse.Namespace) -> Any:

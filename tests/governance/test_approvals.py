@@ -231,7 +231,7 @@ def test_scope_not_granted_blocks_even_approved(open_warden, settings, store):
     assert order_refunds(store) == []
 
 
-def test_cli_names_who_closed_an_action(open_warden, settings, store, tmp_path, monkeypatch, capsys):
+def test_cli_reports_closed_action(open_warden, settings, store, tmp_path, monkeypatch, capsys):
     from warden.cli import main  # noqa: PLC0415 - the CLI reads the environment set below
 
     warden = open_warden(script(CANCEL), approval_threshold=5000.0)
@@ -259,3 +259,9 @@ def test_cli_names_who_closed_an_action(open_warden, settings, store, tmp_path, 
 
     assert main(["approve", "t-other", action.action_id, "--reviewer", "bob"]) == 2
     assert "belongs to thread t-cli-closed, not t-other" in capsys.readouterr().err
+
+    assert main(["history", "t-cli-closed"]) == 0
+    history = capsys.readouterr().out
+    assert "approvals:" in history
+    assert f"requested  {action.action_id} cancel_pending_order" in history
+    assert f"reject     {action.action_id} cancel_pending_order by alice (supervisor): duplicate" in history
