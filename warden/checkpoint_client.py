@@ -179,7 +179,7 @@ class ScriptRunner:
     """Runner of the saver's Lua scripts on a sync client, one EVALSHA round trip each.
 
     Through redis-py's generic path a script call cost about 75 µs of client CPU
-    on a 2-core Xeon, against about 20 µs here, because this path skips argument
+    on a 2-core machine, against about 20 µs here, because this path skips argument
     encoding in Python, metrics, script bookkeeping and the pool's readiness poll.
     The command is packed by hiredis and sent on a connection taken from the
     client's own pool, so timeouts, TLS, credentials and the retry policy stay the
