@@ -37,6 +37,7 @@ from warden.actions import (
     PlanStep,
     action_digest,
     action_id_for,
+    current_approvals,
 )
 from warden.approvals import APPROVAL_INTERRUPT_TYPE, APPROVING, validate_decisions
 from warden.audit import audit_step, checkpoint_of, record_step, recording_policy
@@ -565,12 +566,14 @@ def request_approval(state: SupportState, runtime: Runtime[SupportContext], conf
             decision = decisions.get(action.action_id)
             if decision is not None:
                 entries.append(decision)
+            approvals = current_approvals(entries)
             if entries and entries[-1].decision not in APPROVING:
                 final[action.action_id] = entries[-1]
-            elif len(entries) >= action.verdict.approvals_required:
-                # After an edit and a second approval, the edited arguments run.
-                edits = [entry for entry in entries if entry.decision == "edit"]
-                final[action.action_id] = edits[-1] if edits else entries[-1]
+            elif len(approvals) >= action.verdict.approvals_required:
+                # Approvals count only for the arguments they saw: after an edit,
+                # the edit and the approvals that follow it decide, and the
+                # edited arguments run.
+                final[action.action_id] = approvals[0] if approvals[0].decision == "edit" else approvals[-1]
             else:
                 waiting.append(action.action_id)
         if not waiting:
@@ -579,7 +582,14 @@ def request_approval(state: SupportState, runtime: Runtime[SupportContext], conf
             **payload,
             "error": None,
             "awaiting_second_approval": waiting,
-            "approved_by": {a: [d.reviewer for d in collected[a]] for a in waiting},
+            "approved_by": {a: [d.reviewer for d in current_approvals(collected[a])] for a in waiting},
+            # The arguments a waiting action now runs with, when a reviewer edited it;
+            # reviewers must see these, not the proposed ones.
+            "edits": {
+                a: {"reviewer": edits[-1].reviewer, "arguments": edits[-1].arguments}
+                for a in waiting
+                if (edits := [d for d in collected[a] if d.decision == "edit"])
+            },
         }
 
 

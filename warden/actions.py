@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -160,6 +161,23 @@ class Decision(BaseModel):
         default=None, description="The reviewer's role, filled in from the reviewer directory"
     )
     decided_at: datetime = Field(default_factory=_now)
+
+
+def current_approvals(decisions: Sequence[Decision]) -> list[Decision]:
+    """Return the approving decisions that apply to an action's current arguments.
+
+    An edit replaces the arguments, so approvals given before the last edit no
+    longer count, and the edit itself is its reviewer's approval of the new
+    arguments.
+    """
+    start = max((i for i, entry in enumerate(decisions) if entry.decision == "edit"), default=0)
+    return [entry for entry in decisions[start:] if entry.decision in ("approve", "edit")]
+
+
+def current_arguments(arguments: dict[str, Any], decisions: Sequence[Decision]) -> dict[str, Any]:
+    """Return the arguments an action runs with: the last edit's, else the proposed ones."""
+    edits = [entry for entry in decisions if entry.decision == "edit"]
+    return dict(edits[-1].arguments) if edits and edits[-1].arguments is not None else arguments
 
 
 class ActionResult(BaseModel):

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from warden.actions import Decision, PendingAction, PlanStep
+from warden.actions import Decision, PendingAction, PlanStep, current_approvals
 from warden.errors import ResumeError, ReviewerNotAllowedError
 
 APPROVAL_INTERRUPT_TYPE = "warden.approval"
@@ -34,7 +34,7 @@ def awaiting_ids(pending: list[PendingAction], collected: Mapping[str, list[Deci
         entries = collected.get(action.action_id, [])
         if not entries:
             waiting.append(action.action_id)
-        elif entries[-1].decision in APPROVING and len(entries) < action.verdict.approvals_required:
+        elif entries[-1].decision in APPROVING and len(current_approvals(entries)) < action.verdict.approvals_required:
             waiting.append(action.action_id)
     return waiting
 
@@ -104,7 +104,7 @@ def _check_decision(
         role = rules.role_of(decision.reviewer, action_id, decision.role)
         rules.check_role(role, action.risk, action_id, decision.reviewer)
         decision = decision.model_copy(update={"role": role})
-    if any(entry.reviewer == decision.reviewer for entry in earlier):
+    if any(entry.reviewer == decision.reviewer for entry in current_approvals(earlier)):
         raise ResumeError(
             f"reviewer {decision.reviewer!r} already approved {action_id!r}; "
             "a second, different reviewer must approve it"

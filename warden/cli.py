@@ -30,7 +30,11 @@ def _print_pending(thread_id: str, request: dict[str, Any]) -> None:
         if waiting and action["action_id"] not in waiting:
             continue
         verdict = action["verdict"]
-        print(f"  {action['action_id']}  {action['tool']}({json.dumps(action['arguments'])})")
+        edit = (request.get("edits") or {}).get(action["action_id"])
+        arguments = edit["arguments"] if edit else action["arguments"]
+        print(f"  {action['action_id']}  {action['tool']}({json.dumps(arguments)})")
+        if edit:
+            print(f"      edited by {edit['reviewer']}; proposed: {json.dumps(action['arguments'])}")
         print(f"      risk={action['risk']} scope={action['scope']} irreversible={action['irreversible']}")
         print(f"      policy: {verdict['verdict']} [{verdict['rule']}] {verdict['reason']}")
         if action["rationale"]:
@@ -262,6 +266,14 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         else:
             reports = warden.verify_audit(None if args.all else args.thread)
     broken = [report for report in reports if not report.ok]
+    if args.thread and not broken and all(report.count == 0 for report in reports):
+        # An empty chain verifies trivially, which would pass a mistyped id.
+        print(
+            f"error: thread {args.thread} has no audit entries in tenant {warden.settings.tenant!r}; "
+            "check the thread id and WARDEN_TENANT (`warden audit verify --all` lists every thread)",
+            file=sys.stderr,
+        )
+        return 2
     for report in reports:
         if args.json:
             print(json.dumps(report.as_dict()))

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import redis
 from pydantic import BaseModel, Field
 
-from warden.actions import Decision, PendingAction, PolicyVerdict, action_digest
+from warden.actions import Decision, PendingAction, PolicyVerdict, action_digest, current_approvals, current_arguments
 from warden.audit import AuditLog
 from warden.redaction import redact
 from warden.errors import (
@@ -371,7 +371,7 @@ class ApprovalLedger:
                 f"action {record.action_id!r} was already decided ({record.state}) by {who}",
                 action_id=record.action_id, state=record.state, reviewers=record.reviewers,
             )
-        if decision.reviewer in record.reviewers:
+        if decision.reviewer in [entry.reviewer for entry in current_approvals(record.decisions)]:
             raise ApprovalConflictError(
                 f"reviewer {decision.reviewer!r} already approved {record.action_id!r}; "
                 "a second, different reviewer must approve it",
@@ -381,15 +381,13 @@ class ApprovalLedger:
         if decision.decision in _FINAL_STATE:
             update |= {"state": _FINAL_STATE[decision.decision], "decided_at": now}
         else:
-            if decision.decision == "edit":
-                arguments = decision.arguments
-            else:
-                arguments = record.approved_arguments or record.arguments
+            arguments = current_arguments(record.arguments, update["decisions"])
             update["approved_arguments"] = arguments
             update["approved_digest"] = action_digest(
                 record.tool, arguments, record.step_index, record.policy_version
             )
-            approvals = len(update["decisions"])
+            # Only approvals of the current arguments count; an edit starts the count again.
+            approvals = len(current_approvals(update["decisions"]))
             if approvals >= max(record.verdict.approvals_required, 1):
                 edited = any(entry.decision == "edit" for entry in update["decisions"])
                 update |= {"state": "edited" if edited else "approved", "decided_at": now}

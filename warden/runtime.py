@@ -44,6 +44,7 @@ from warden.models import load_chat_model
 from warden.policy import PolicyConfig, PolicyEngine
 from warden.redaction import redact_text
 from warden.redis_server import RedisServer
+from warden.run_lock import run_lock
 from warden.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -361,18 +362,13 @@ class Warden:
     def _thread_lock(self, thread_id: str) -> Iterator[None]:
         # One run per thread at a time, across processes: concurrent resumes of
         # one checkpoint would both execute what they resumed.
-        lock = self.redis.lock(
+        with run_lock(
+            self.redis,
             f"warden:{self.settings.tenant}:thread_lock:{thread_id}",
-            timeout=self.settings.run_lock_seconds,
-            blocking_timeout=120,
-        )
-        if not lock.acquire():
-            raise ThreadStateError(f"thread {thread_id!r} is busy with another run; try again")
-        try:
+            lease_seconds=self.settings.run_lock_seconds,
+            subject=f"thread {thread_id!r}",
+        ):
             yield
-        finally:
-            with contextlib.suppress(redis.exceptions.LockError):
-                lock.release()
 
     def send(
         self,
@@ -386,7 +382,9 @@ class Warden:
 
         Raises ``ThreadStateError`` while the thread waits for a reviewer: a new
         message is refused rather than silently dropping the pending actions.
-        Call ``cancel_pending`` first to withdraw them.
+        Call ``cancel_pending`` first to withdraw them. It is raised as well
+        when an earlier run stopped part-way (its process died), because a new
+        message would abandon that run's unsent reply; call ``resume`` first.
         """
         if not isinstance(text, str) or not text.strip():
             raise ValueError("customer message must be a non-empty string")
@@ -395,8 +393,15 @@ class Warden:
             if request is not None:
                 ids = [a["action_id"] for a in request["actions"]]
                 raise ThreadStateError(
-                    f"thread {thread_id!r} is waiting for approval of {ids}; "
-                    "decide them (or cancel them) before sending another message"
+                    f"thread {thread_id!r} is waiting for approval of {ids}; decide them "
+                    f"(`warden approve|reject|edit|respond {thread_id} ACTION_ID --reviewer NAME`) "
+                    "or withdraw them with Warden.cancel_pending before sending another message"
+                )
+            unfinished = self.graph.get_state(self._config(thread_id)).next
+            if unfinished:
+                raise ThreadStateError(
+                    f"thread {thread_id!r} has an unfinished run stopped before {list(unfinished)}; "
+                    f"finish it with `warden resume {thread_id}` (Warden.resume) before sending another message"
                 )
             # Card numbers, tokens and keys are redacted before they enter the
             # state, so no checkpoint, audit entry or prompt contains them.
@@ -439,10 +444,14 @@ class Warden:
                     "and the customer was told"
                 )
             pending = [PendingAction.model_validate(a) for a in request["actions"]]
-            collected = {
-                action_id: [Decision(decision="approve", reviewer=name) for name in names]
-                for action_id, names in (request.get("approved_by") or {}).items()
-            }
+            # The ledger keeps every decision with its kind, so an edit is known as one.
+            collected = {}
+            for action_id, names in (request.get("approved_by") or {}).items():
+                record = self.ledger.get(action_id)
+                collected[action_id] = (
+                    list(record.decisions) if record is not None
+                    else [Decision(decision="approve", reviewer=name) for name in names]
+                )
             # Actions decided in an earlier step of a two-person round are no longer waiting.
             waiting = request.get("awaiting_second_approval")
             pending_waiting = [a for a in pending if a.action_id in waiting] if waiting else pending

@@ -65,3 +65,14 @@ def test_audit_ttl_setting_from_environment(monkeypatch):
     assert Settings.from_env().audit_ttl_seconds == 86400
     monkeypatch.delenv("WARDEN_AUDIT_TTL_SECONDS")
     assert Settings.from_env().audit_ttl_seconds is None
+
+
+def test_audit_verify_unknown_thread_fails(open_warden, settings):
+    warden = open_warden(cancel_script())
+    warden.send("t-known", CANCEL_MESSAGE)
+
+    assert _cli(settings, "audit", "verify", "t-known").returncode == 0
+    unknown = _cli(settings, "audit", "verify", "t-typo")
+
+    assert unknown.returncode == 2
+    assert "thread t-typo has no audit entries in tenant 'default'" in unknown.stderr

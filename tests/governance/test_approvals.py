@@ -10,6 +10,7 @@ import pytest
 from tests.governance.conftest import (
     EMMA_ID,
     EMMA_ORDER,
+    EMMA_SECOND_PENDING,
     HELLO,
     NEW_ADDRESS,
     plan,
@@ -265,3 +266,49 @@ def test_cli_reports_closed_action(open_warden, settings, store, tmp_path, monke
     assert "approvals:" in history
     assert f"requested  {action.action_id} cancel_pending_order" in history
     assert f"reject     {action.action_id} cancel_pending_order by alice (supervisor): duplicate" in history
+
+
+def _order_status(store, order_id: str) -> str:
+    return store.call("get_order_details", {"order_id": order_id})["status"]
+
+
+def test_edit_after_approval_needs_new_approval(open_warden, store):
+    warden = open_warden(script(CANCEL))
+    [action] = warden.send("t-edit-late", f"{HELLO} Cancel {EMMA_ORDER}.").pending
+    assert action.verdict.approvals_required == 2
+    warden.decide("t-edit-late", {action.action_id: {"decision": "approve", "reviewer": "alice"}})
+    edited = {"order_id": EMMA_SECOND_PENDING, "reason": "no longer needed"}
+
+    outcome = warden.decide("t-edit-late", {action.action_id: {"decision": "edit", "arguments": edited, "reviewer": "bob"}})
+
+    # alice approved the proposed order, not bob's; the edit alone must not run.
+    assert outcome.status == "awaiting_approval"
+    assert outcome.interrupt["approved_by"] == {action.action_id: ["bob"]}
+    assert outcome.interrupt["edits"][action.action_id] == {"reviewer": "bob", "arguments": edited}
+    assert _order_status(store, EMMA_SECOND_PENDING) == "pending"
+    assert _order_status(store, EMMA_ORDER) == "pending"
+    assert warden.show_action(action.action_id).state == "pending"
+
+    warden.decide("t-edit-late", {action.action_id: {"decision": "approve", "reviewer": "alice"}})
+
+    assert _order_status(store, EMMA_SECOND_PENDING) == "cancelled"
+    assert _order_status(store, EMMA_ORDER) == "pending"
+    record = warden.show_action(action.action_id)
+    assert record.state == "edited"
+    assert record.approved_arguments == edited
+    assert [d.decision for d in record.decisions] == ["approve", "edit", "approve"]
+
+
+def test_editor_cannot_approve_own_edit(open_warden, store):
+    warden = open_warden(script(CANCEL))
+    [action] = warden.send("t-edit-self", f"{HELLO} Cancel {EMMA_ORDER}.").pending
+    edited = {"order_id": EMMA_SECOND_PENDING, "reason": "no longer needed"}
+    warden.decide("t-edit-self", {action.action_id: {"decision": "edit", "arguments": edited, "reviewer": "bob"}})
+    request = warden.current_interrupt("t-edit-self")
+    assert request["edits"][action.action_id]["arguments"] == edited
+
+    with pytest.raises(ResumeError, match="reviewer 'bob' already approved"):
+        warden.decide("t-edit-self", {action.action_id: {"decision": "approve", "reviewer": "bob"}})
+
+    assert _order_status(store, EMMA_SECOND_PENDING) == "pending"
+    assert warden.show_action(action.action_id).state == "pending"

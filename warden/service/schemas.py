@@ -90,6 +90,11 @@ class ApprovalActionOut(BaseModel):
     action_id: str
     tool: str
     arguments: dict[str, Any]
+    """The arguments the action runs with if approved: a reviewer's edit, else the proposed ones."""
+    proposed_arguments: dict[str, Any]
+    """The arguments the agent proposed."""
+    edited_by: str | None = None
+    """The reviewer whose edit set ``arguments``; approvals before that edit no longer count."""
     risk: str
     scope: str
     irreversible: bool

@@ -114,6 +114,7 @@ def approval_view(
     review_roles = runtime.settings.review_roles
     waiting_ids = set(request.get("awaiting_second_approval") or [a["action_id"] for a in request["actions"]])
     approved_by = request.get("approved_by") or {}
+    edits = request.get("edits") or {}
     records = _records_by_action(runtime, waiting_ids)
     fallback = now
     created = min((r.created_at for r in records.values()), default=fallback)
@@ -123,10 +124,13 @@ def approval_view(
     for action in request["actions"]:
         waiting = action["action_id"] in waiting_ids
         can_decide = waiting and may_decide(principal, action["risk"], review_roles)
+        edit = edits.get(action["action_id"])
         actions.append(ApprovalActionOut(
             action_id=action["action_id"],
             tool=action["tool"],
-            arguments=action["arguments"],
+            arguments=edit["arguments"] if edit else action["arguments"],
+            proposed_arguments=action["arguments"],
+            edited_by=edit["reviewer"] if edit else None,
             risk=action["risk"],
             scope=action["scope"],
             irreversible=action["irreversible"],

@@ -37,9 +37,12 @@ function renderAction(approval, action) {
   node.querySelector(".action-id").textContent = action.action_id;
   const verdict = action.verdict;
   const approvers = action.approved_by.length ? ` Approved so far by ${action.approved_by.join(", ")}.` : "";
+  const edited = action.edited_by
+    ? ` Edited by ${action.edited_by}; the arguments below replace the proposed ${JSON.stringify(action.proposed_arguments)}.`
+    : "";
   node.querySelector(".verdict").textContent =
     `Policy: ${verdict.verdict} [${verdict.rule}] ${verdict.reason} ` +
-    `(risk ${action.risk}, scope ${action.scope}${action.irreversible ? ", irreversible" : ""}).${approvers}`;
+    `(risk ${action.risk}, scope ${action.scope}${action.irreversible ? ", irreversible" : ""}).${approvers}${edited}`;
   node.querySelector(".rationale").textContent = action.rationale ? `Why: ${action.rationale}` : "";
   const args = node.querySelector(".arguments");
   args.value = JSON.stringify(action.arguments, null, 2);
