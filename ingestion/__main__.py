@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
         "--fusion-method",
         choices=FUSION_METHODS,
         help="hybrid fusion: weighted reciprocal-rank fusion or convex combination "
-        "of normalised scores (default: keep the index's setting, else rrf)",
+        "of normalised scores. Giving this, --dense-weight or --rrf-k replaces the "
+        "stored fusion settings, with defaults for the others; giving none keeps them",
     )
     parser.add_argument(
         "--dense-weight",
