@@ -8,10 +8,12 @@ from ingestion.embedder import Embedder, load_default_embedder
 from ingestion.errors import (
     DuplicateChunkError,
     EmbedderMismatchError,
+    FusionConfigError,
     IndexFormatError,
     IngestionError,
     UnreadableFileError,
 )
+from ingestion.fusion import FusionConfig
 from ingestion.index import FileReport, Hit, IngestReport, KnowledgeIndex, build_index
 from ingestion.loaders import RecordFields
 
@@ -22,6 +24,8 @@ __all__ = [
     "Embedder",
     "EmbedderMismatchError",
     "FileReport",
+    "FusionConfig",
+    "FusionConfigError",
     "Hit",
     "IndexFormatError",
     "IngestReport",

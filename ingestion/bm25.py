@@ -95,16 +95,28 @@ class BM25Index:
             indptr[term_id + 1] = offset
         return cls(vocabulary, indptr, doc_ids, weights, n)
 
-    def scores(self, query: str) -> np.ndarray:
-        """Return the BM25 score of every chunk for ``query``; zero where no term matches."""
+    def scores(self, query: str, *, query_k3: float | None = None) -> np.ndarray:
+        """Return the BM25 score of every chunk for ``query``; zero where no term matches.
+
+        With ``query_k3`` unset each distinct query term counts once, as in
+        Lucene. Otherwise a term occurring ``n`` times in the query is
+        weighted ``(query_k3 + 1) * n / (query_k3 + n)``, Okapi BM25's
+        query-term saturation, so a long message that repeats a term leans
+        towards it.
+        """
         scores = np.zeros(self.size, dtype=np.float32)
-        for term in set(tokenize(query)):
+        for term, count in Counter(tokenize(query)).items():
             term_id = self.vocabulary.get(term)
             if term_id is None:
                 continue
             start, end = self.indptr[term_id], self.indptr[term_id + 1]
+            weights = self.weights[start:end]
+            if query_k3 is not None:
+                weights = weights * np.float32(
+                    (query_k3 + 1) * count / (query_k3 + count)
+                )
             # A term lists each chunk once, so plain fancy-index addition is exact.
-            scores[self.doc_ids[start:end]] += self.weights[start:end]
+            scores[self.doc_ids[start:end]] += weights
         return scores
 
     def save(self, folder: Path) -> list[str]:

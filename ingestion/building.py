@@ -9,7 +9,7 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from ingestion.errors import (
     IngestionError,
     UnreadableFileError,
 )
+from ingestion.fusion import FusionConfig
 from ingestion.index import (
     CHUNKS_NAME,
     EMBED_BATCH_SIZE,
@@ -38,6 +39,7 @@ from ingestion.index import (
     _read_data,
     _read_manifest,
     file_sha256,
+    read_fusion,
 )
 from ingestion.loaders import SUPPORTED_SUFFIXES, RecordFields, load_file
 
@@ -57,6 +59,8 @@ class _Previous:
     chunks_by_source: dict[str, list[dict]]
     vectors: dict[str, np.ndarray]
     """Vector per chunk id."""
+    fusion_entries: dict[str, dict] = field(default_factory=dict)
+    """The manifest's ``fusion`` and ``fusion_tuning`` entries, not yet checked."""
 
 
 def run_build(
@@ -67,10 +71,20 @@ def run_build(
     progress: bool,
     record_fields: RecordFields,
     chunking: ChunkingConfig,
+    fusion: FusionConfig | None = None,
 ) -> IngestReport:
     started = time.perf_counter()
     files = discover_files(sources, exclude=index_dir)
     previous = _read_previous(index_dir, embedder, chunking)
+    # A rebuild keeps fusion settings that were tuned or set on this index,
+    # unless the caller passes new ones.
+    if fusion is not None:
+        fusion_entries = {"fusion": fusion.as_dict()}
+    elif previous.fusion_entries:
+        fusion_entries = dict(previous.fusion_entries)
+        fusion_entries["fusion"] = read_fusion(fusion_entries, index_dir).as_dict()
+    else:
+        fusion_entries = {"fusion": FusionConfig().as_dict()}
     report = IngestReport(index_dir=index_dir)
 
     kept_chunks: dict[str, list[dict]] = {}
@@ -135,7 +149,15 @@ def run_build(
         if vectors
         else np.zeros((0, embedder.dimension), dtype=np.float32)
     )
-    _write_index(index_dir, records, matrix, embedder, chunking, file_entries)
+    _write_index(
+        index_dir,
+        records,
+        matrix,
+        embedder,
+        chunking,
+        file_entries,
+        fusion_entries=fusion_entries,
+    )
 
     for source in files:
         status, reason = statuses[source.key]
@@ -307,11 +329,14 @@ def _read_previous(
         return empty
     manifest = _read_manifest(index_dir)
     _check_embedder(manifest, embedder, index_dir)
+    fusion_entries = {
+        key: manifest[key] for key in ("fusion", "fusion_tuning") if key in manifest
+    }
     if manifest.get("chunking") != chunking.as_dict():
         logger.info(
             "chunking settings changed; re-chunking every file dir=%s", index_dir
         )
-        return _Previous({}, {}, {})
+        return _Previous({}, {}, {}, fusion_entries)
     chunks, vectors = _read_data(index_dir, manifest)
     by_source: dict[str, list[dict]] = {}
     for record in chunks:
@@ -320,7 +345,30 @@ def _read_previous(
         dict(manifest.get("files", {})),
         by_source,
         {record["id"]: vectors[row] for row, record in enumerate(chunks)},
+        fusion_entries,
     )
+
+
+def save_fusion(
+    index_dir: Path, fusion: FusionConfig, *, tuning: dict | None = None
+) -> None:
+    """Store ``fusion`` in the manifest of the index in ``index_dir``.
+
+    ``tuning`` records how the settings were found (queries, metric, score)
+    under ``fusion_tuning``; without it that entry is removed. The manifest
+    is replaced with one ``os.replace``, so a reader sees the old settings
+    or the new ones.
+
+    Raises:
+        IndexFormatError: ``index_dir`` is not an index this package wrote.
+    """
+    index_dir = Path(index_dir)
+    manifest = _read_manifest(index_dir)
+    manifest["fusion"] = fusion.as_dict()
+    manifest.pop("fusion_tuning", None)
+    if tuning is not None:
+        manifest["fusion_tuning"] = tuning
+    _replace_manifest(index_dir, manifest)
 
 
 def _write_index(
@@ -330,8 +378,14 @@ def _write_index(
     embedder: Embedder,
     chunking: ChunkingConfig,
     files: dict[str, dict],
+    *,
+    fusion_entries: dict[str, dict] | None = None,
 ) -> None:
-    """Write a new data folder, then point the manifest at it with one ``os.replace``."""
+    """Write a new data folder, then point the manifest at it with one ``os.replace``.
+
+    ``fusion_entries`` holds the manifest's ``fusion`` (and optional
+    ``fusion_tuning``) entries; without it the default fusion is stored.
+    """
     ids = [record["id"] for record in records]
     if len(set(ids)) != len(ids):
         raise IngestionError("duplicate chunk ids across files; nothing was written")
@@ -368,14 +422,9 @@ def _write_index(
             name: file_sha256(index_dir / data_name / name) for name in written
         },
         "files": files,
+        **(fusion_entries or {"fusion": FusionConfig().as_dict()}),
     }
-    manifest_tmp = index_dir / f".tmp-{MANIFEST_NAME}"
-    manifest_tmp.write_text(
-        json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8"
-    )
-    _fsync(manifest_tmp)
-    os.replace(manifest_tmp, index_dir / MANIFEST_NAME)
-    _fsync(index_dir)
+    _replace_manifest(index_dir, manifest)
     # NOTE: a reader that read the old manifest just before the swap can find
     # its data folder gone. It then fails with IndexFormatError and must retry.
     for stale in index_dir.iterdir():
@@ -385,6 +434,16 @@ def _write_index(
             and (stale.name.startswith("data-") or stale.name.startswith(".tmp-"))
         ):
             shutil.rmtree(stale, ignore_errors=True)
+
+
+def _replace_manifest(index_dir: Path, manifest: dict) -> None:
+    manifest_tmp = index_dir / f".tmp-{MANIFEST_NAME}"
+    manifest_tmp.write_text(
+        json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8"
+    )
+    _fsync(manifest_tmp)
+    os.replace(manifest_tmp, index_dir / MANIFEST_NAME)
+    _fsync(index_dir)
 
 
 def _fsync(path: Path) -> None:

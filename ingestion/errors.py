@@ -21,3 +21,7 @@ class IndexFormatError(IngestionError, ValueError):
 
 class EmbedderMismatchError(IngestionError, ValueError):
     """An index was built with a different embedding model than the one given."""
+
+
+class FusionConfigError(IngestionError, ValueError):
+    """Hybrid fusion settings are invalid, whether in a manifest or given in code."""

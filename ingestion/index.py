@@ -12,8 +12,8 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -22,7 +22,8 @@ import numpy as np
 from ingestion.bm25 import BM25Index
 from ingestion.chunking import ChunkingConfig, split_text
 from ingestion.embedder import Embedder
-from ingestion.errors import EmbedderMismatchError, IndexFormatError
+from ingestion.errors import EmbedderMismatchError, FusionConfigError, IndexFormatError
+from ingestion.fusion import FusionConfig, fuse, top_rows
 from ingestion.loaders import RecordFields
 
 logger = logging.getLogger(__name__)
@@ -34,12 +35,8 @@ CHUNKS_NAME = "chunks.jsonl"
 VECTORS_NAME = "vectors.npy"
 EMBED_BATCH_SIZE = 128
 _DATA_DIR_PATTERN = re.compile(r"^data-[0-9a-f]{12}$")
+_NO_ROWS = np.zeros(0, dtype=np.int64)
 
-# Fusion settings, chosen on the τ-Banking dev tasks (see docs/retrieval.md).
-RRF_K = 60
-CANDIDATES_PER_RETRIEVER = 100
-DENSE_WEIGHT = 1.0
-BM25_WEIGHT = 1.0
 # A chunk that shares no keyword with the query must be at least this close in
 # cosine similarity to count as relevant; MiniLM puts unrelated sentences
 # mostly below 0.15.
@@ -49,10 +46,11 @@ MIN_DENSE_SIMILARITY = 0.2
 QUERY_PIECE_CHARS = 600
 
 RetrievalMode = Literal["hybrid", "dense", "bm25"]
-_RETRIEVER_WEIGHTS: dict[str, tuple[float, float]] = {
-    "hybrid": (DENSE_WEIGHT, BM25_WEIGHT),
-    "dense": (1.0, 0.0),
-    "bm25": (0.0, 1.0),
+# Dense share of the fusion per search mode; ``None`` keeps the index's setting.
+_MODE_DENSE_WEIGHT: dict[str, float | None] = {
+    "hybrid": None,
+    "dense": 1.0,
+    "bm25": 0.0,
 }
 FileStatus = Literal["added", "updated", "unchanged", "removed", "skipped"]
 
@@ -67,7 +65,7 @@ class Hit:
     """Heading path joined with `` > ``; empty for text before any heading."""
     text: str
     score: float
-    """Fused reciprocal-rank score; higher is better, comparable within one query."""
+    """Fused score (see :class:`FusionConfig`); higher is better, comparable within one query."""
     metadata: dict
 
 
@@ -117,6 +115,26 @@ class IngestReport:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """Both retrievers' scores for one query, for the chunks either ranks in its top ``depth``.
+
+    Fusing these gives the same ranking as fusing the scores of every chunk,
+    as long as no retriever contributes more than ``depth`` chunks. So a
+    tuner can score each query once and try many fusion settings on it.
+    """
+
+    rows: np.ndarray
+    """Chunk positions in the index, ascending."""
+    dense: np.ndarray
+    """Cosine similarity per row; ``-inf`` where a filter excludes the chunk."""
+    keyword: np.ndarray
+    """BM25 score per row; 0 where no query term occurs."""
+    depth: int
+    bm25_query_k3: float | None = None
+    """Query-term saturation the BM25 scores were computed with."""
+
+
 class KnowledgeIndex:
     """An immutable, loaded index; build or update one with :func:`build_index`."""
 
@@ -128,6 +146,7 @@ class KnowledgeIndex:
         embedder: Embedder,
         *,
         min_dense_similarity: float = MIN_DENSE_SIMILARITY,
+        fusion: FusionConfig | None = None,
     ) -> None:
         if len(chunks) != len(vectors) or len(chunks) != bm25.size:
             raise IndexFormatError(
@@ -145,25 +164,44 @@ class KnowledgeIndex:
         self._bm25 = bm25
         self._embedder = embedder
         self.min_dense_similarity = min_dense_similarity
+        self._fusion = fusion or FusionConfig()
         self._value_rows: dict[str, dict[object, np.ndarray]] = {}
 
     @classmethod
-    def load(cls, index_dir: Path, embedder: Embedder) -> "KnowledgeIndex":
+    def load(
+        cls,
+        index_dir: Path,
+        embedder: Embedder,
+        *,
+        fusion: FusionConfig | None = None,
+    ) -> "KnowledgeIndex":
         """Open an index folder written by :func:`build_index`.
+
+        Hybrid search uses ``fusion`` if given, else the ``fusion`` entry of
+        the manifest, else :class:`FusionConfig` defaults.
 
         Raises:
             IndexFormatError: the folder has no manifest of this format, or a
                 data file is missing, damaged or of the wrong shape.
             EmbedderMismatchError: ``embedder`` differs in name or dimension
                 from the one that built the index.
+            FusionConfigError: the manifest's ``fusion`` entry is invalid and
+                no ``fusion`` argument replaces it.
         """
         index_dir = Path(index_dir)
         manifest = _read_manifest(index_dir)
         _check_embedder(manifest, embedder, index_dir)
+        if fusion is None:
+            fusion = read_fusion(manifest, index_dir)
         chunks, vectors = _read_data(index_dir, manifest)
         bm25 = BM25Index.load(index_dir / manifest["data_dir"])
-        logger.info("index loaded dir=%s chunks=%d", index_dir, len(chunks))
-        return cls(chunks, vectors, bm25, embedder)
+        logger.info(
+            "index loaded dir=%s chunks=%d fusion=%r",
+            index_dir,
+            len(chunks),
+            fusion.describe(),
+        )
+        return cls(chunks, vectors, bm25, embedder, fusion=fusion)
 
     def __len__(self) -> int:
         return len(self._chunks)
@@ -171,6 +209,11 @@ class KnowledgeIndex:
     @property
     def embedder(self) -> Embedder:
         return self._embedder
+
+    @property
+    def fusion(self) -> FusionConfig:
+        """Fusion settings that ``search`` uses unless a call passes its own."""
+        return self._fusion
 
     def search(
         self,
@@ -180,68 +223,170 @@ class KnowledgeIndex:
         filters: dict | None = None,
         mmr_lambda: float | None = None,
         mode: RetrievalMode = "hybrid",
+        fusion: FusionConfig | None = None,
     ) -> list[Hit]:
-        """Return up to ``k`` chunks ranked by reciprocal-rank fusion of dense and BM25.
+        """Return up to ``k`` chunks ranked by the fusion of dense and BM25 retrieval.
 
-        ``filters`` maps a metadata key (``source``, ``format``, ``page``,
-        ``record_id``, ``title`` or a record field) to a value or a list of
-        accepted values. A chunk must match every key. A chunk is returned
-        only if it shares a keyword with the query or its cosine similarity
-        is at least ``min_dense_similarity``, so an unrelated query can
-        return fewer than ``k`` hits or none.
+        The fusion follows ``fusion`` if given, else the index's settings
+        (:attr:`fusion`). Modes ``dense`` and ``bm25`` rank by one retriever
+        alone. ``filters`` maps a metadata key (``source``, ``format``,
+        ``page``, ``record_id``, ``title`` or a record field) to a value or a
+        list of accepted values. A chunk must match every key. A chunk is
+        returned only if it shares a keyword with the query or its cosine
+        similarity is at least ``min_dense_similarity``, so an unrelated query
+        can return fewer than ``k`` hits or none.
 
         With ``mmr_lambda`` set, the hits are re-picked by maximal marginal
         relevance from the fused candidates: 1.0 ranks by relevance only,
         lower values penalise chunks similar to ones already picked.
 
         Raises:
-            ValueError: ``k`` is below 1, ``mmr_lambda`` is outside [0, 1], or
-                a filter key occurs in no chunk.
+            ValueError: ``k`` is below 1, ``mmr_lambda`` is outside [0, 1],
+                ``mode`` is unknown, or a filter key occurs in no chunk.
+        """
+        config = fusion or self._fusion
+        depth = max(config.candidates, k)
+        candidates = self.score_candidates(
+            query, depth=depth, filters=filters, bm25_query_k3=config.bm25_query_k3
+        )
+        return self.rank_candidates(
+            candidates, k, fusion=config, mode=mode, mmr_lambda=mmr_lambda
+        )
+
+    def score_candidates(
+        self,
+        query: str,
+        *,
+        depth: int,
+        filters: dict | None = None,
+        bm25_query_k3: float | None = None,
+    ) -> Candidates:
+        """Score ``query`` with both retrievers and keep each one's top ``depth`` chunks.
+
+        ``bm25_query_k3`` is passed to :meth:`BM25Index.scores`.
+
+        Raises:
+            ValueError: ``depth`` is below 1 or a filter key occurs in no chunk.
+        """
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth!r}")
+        empty = Candidates(_NO_ROWS, np.zeros(0), np.zeros(0), depth, bm25_query_k3)
+        if not self._chunks or not query.strip():
+            return empty
+        allowed = self._filter_rows(filters) if filters else None
+        if allowed is not None and not allowed.any():
+            return empty
+
+        dense = self._dense_scores(query)
+        keyword = self._bm25.scores(query, query_k3=bm25_query_k3)
+        if allowed is not None:
+            dense = np.where(allowed, dense, -np.inf)
+            keyword = np.where(allowed, keyword, 0.0)
+        return _candidates(dense, keyword, depth, bm25_query_k3)
+
+    def score_candidates_many(
+        self,
+        queries: Sequence[str],
+        *,
+        depth: int,
+        bm25_query_k3_values: Sequence[float | None] = (None,),
+    ) -> dict[float | None, list[Candidates]]:
+        """Score many queries as :meth:`score_candidates` does, embedding them in one batch.
+
+        Return, for each value in ``bm25_query_k3_values``, one
+        :class:`Candidates` per query in query order. The dense side is
+        computed once and shared by all values. One batched embedding call
+        is several times faster than one call per short query on a CPU.
+
+        Raises:
+            ValueError: ``depth`` is below 1.
+        """
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth!r}")
+        pieces = [
+            self._query_pieces(query) if self._chunks and query.strip() else []
+            for query in queries
+        ]
+        flat = [piece for query_pieces in pieces for piece in query_pieces]
+        vectors = self._embedder.embed(flat) if flat else None
+        result: dict[float | None, list[Candidates]] = {
+            k3: [] for k3 in bm25_query_k3_values
+        }
+        start = 0
+        for query, query_pieces in zip(queries, pieces):
+            if not query_pieces:
+                for k3 in bm25_query_k3_values:
+                    empty = Candidates(_NO_ROWS, np.zeros(0), np.zeros(0), depth, k3)
+                    result[k3].append(empty)
+                continue
+            dense = self._similarities(vectors[start : start + len(query_pieces)])
+            start += len(query_pieces)
+            for k3 in bm25_query_k3_values:
+                keyword = self._bm25.scores(query, query_k3=k3)
+                result[k3].append(_candidates(dense, keyword, depth, k3))
+        return result
+
+    def rank_candidates(
+        self,
+        candidates: Candidates,
+        k: int,
+        *,
+        fusion: FusionConfig | None = None,
+        mode: RetrievalMode = "hybrid",
+        mmr_lambda: float | None = None,
+    ) -> list[Hit]:
+        """Fuse scores from :meth:`score_candidates` and return the top ``k`` hits.
+
+        Raises:
+            ValueError: ``k`` is below 1, ``mmr_lambda`` is outside [0, 1],
+                ``mode`` is unknown, or the fusion needs more candidates per
+                retriever than ``candidates.depth`` or another
+                ``bm25_query_k3`` than they were scored with.
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k!r}")
         if mmr_lambda is not None and not 0.0 <= mmr_lambda <= 1.0:
             raise ValueError(f"mmr_lambda must be within [0, 1], got {mmr_lambda!r}")
-        if mode not in _RETRIEVER_WEIGHTS:
+        if mode not in _MODE_DENSE_WEIGHT:
             raise ValueError(
-                f"mode must be one of {sorted(_RETRIEVER_WEIGHTS)}, got {mode!r}"
+                f"mode must be one of {sorted(_MODE_DENSE_WEIGHT)}, got {mode!r}"
             )
-        if not self._chunks or not query.strip():
-            return []
-        allowed = self._filter_rows(filters) if filters else None
-        if allowed is not None and not allowed.any():
+        config = fusion or self._fusion
+        mode_weight = _MODE_DENSE_WEIGHT[mode]
+        if mode_weight is not None:
+            config = replace(config, dense_weight=mode_weight)
+        depth = max(config.candidates, k)
+        if depth > candidates.depth:
+            raise ValueError(
+                f"fusion takes {depth} candidates per retriever but only "
+                f"{candidates.depth} were scored; call score_candidates with "
+                f"depth={depth}"
+            )
+        if config.bm25_query_k3 != candidates.bm25_query_k3:
+            raise ValueError(
+                f"fusion uses bm25_query_k3={config.bm25_query_k3!r} but the candidates "
+                f"were scored with {candidates.bm25_query_k3!r}; call score_candidates "
+                f"with bm25_query_k3={config.bm25_query_k3!r}"
+            )
+        if not len(candidates.rows):
             return []
 
-        dense = self._dense_scores(query)
-        keyword = self._bm25.scores(query)
-        if allowed is not None:
-            dense = np.where(allowed, dense, -np.inf)
-            keyword = np.where(allowed, keyword, 0.0)
-
-        fused: dict[int, float] = {}
-        depth = max(CANDIDATES_PER_RETRIEVER, k)
-        dense_weight, keyword_weight = _RETRIEVER_WEIGHTS[mode]
-        for weight, ranked in (
-            (
-                dense_weight,
-                _top_rows(dense, depth, floor=-np.inf) if dense_weight else [],
-            ),
-            (
-                keyword_weight,
-                _top_rows(keyword, depth, floor=0.0) if keyword_weight else [],
-            ),
-        ):
-            for rank, row in enumerate(ranked):
-                fused[row] = fused.get(row, 0.0) + weight / (RRF_K + rank + 1)
-        relevant = [
-            (score, row)
-            for row, score in fused.items()
-            if keyword[row] > 0.0 or dense[row] >= self.min_dense_similarity
+        fused = fuse(candidates.dense, candidates.keyword, config, depth)
+        relevant = (
+            np.isfinite(fused)
+            & (
+                (candidates.keyword > 0.0)
+                | (candidates.dense >= self.min_dense_similarity)
+            )
+        ).nonzero()[0]
+        order = np.lexsort((candidates.rows[relevant], -fused[relevant]))
+        ranked = [
+            (float(fused[position]), int(candidates.rows[position]))
+            for position in relevant[order]
         ]
-        relevant.sort(key=lambda pair: (-pair[0], pair[1]))
         if mmr_lambda is not None:
-            relevant = self._mmr(relevant, k, mmr_lambda)
-        return [self._hit(row, score) for score, row in relevant[:k]]
+            ranked = self._mmr(ranked, k, mmr_lambda)
+        return [self._hit(row, score) for score, row in ranked[:k]]
 
     def _mmr(
         self, ranked: list[tuple[float, int]], k: int, mmr_lambda: float
@@ -250,7 +395,9 @@ class KnowledgeIndex:
         if not ranked:
             return ranked
         top = ranked[0][0]
-        relevance = np.array([score / top for score, _ in ranked])
+        # Both fusion methods score from 0 up, and all candidates can score 0
+        # only under convex fusion when every retriever ties.
+        relevance = np.array([score / top if top > 0 else 1.0 for score, _ in ranked])
         rows = np.array([row for _, row in ranked])
         similarity = self._vectors[rows] @ self._vectors[rows].T
         picked: list[int] = []
@@ -273,15 +420,22 @@ class KnowledgeIndex:
         in pieces of about ``QUERY_PIECE_CHARS`` and each chunk keeps its
         best match among them.
         """
+        return self._similarities(self._embedder.embed(self._query_pieces(query)))
+
+    @staticmethod
+    def _query_pieces(query: str) -> list[str]:
+        return split_text(query.replace("\n", "\n\n"), QUERY_PIECE_CHARS) or [query]
+
+    def _similarities(self, piece_vectors: np.ndarray) -> np.ndarray:
+        """Return each chunk's best cosine similarity over the query's piece vectors."""
         import torch
 
-        pieces = split_text(query.replace("\n", "\n\n"), QUERY_PIECE_CHARS) or [query]
         query_vectors = torch.from_numpy(
-            np.ascontiguousarray(self._embedder.embed(pieces), dtype=np.float32)
+            np.ascontiguousarray(piece_vectors, dtype=np.float32)
         )
         with torch.inference_mode():
             scores = self._torch_vectors @ query_vectors.T
-            best = scores.max(dim=1).values if len(pieces) > 1 else scores[:, 0]
+            best = scores.max(dim=1).values if len(query_vectors) > 1 else scores[:, 0]
         return best.numpy()
 
     def _hit(self, row: int, score: float) -> Hit:
@@ -339,19 +493,17 @@ class KnowledgeIndex:
         return self._value_rows[key]
 
 
+def _candidates(
+    dense: np.ndarray, keyword: np.ndarray, depth: int, bm25_query_k3: float | None
+) -> Candidates:
+    rows = np.union1d(
+        top_rows(dense, depth, floor=-np.inf), top_rows(keyword, depth, floor=0.0)
+    )
+    return Candidates(rows, dense[rows], keyword[rows], depth, bm25_query_k3)
+
+
 def _hashable(value: object) -> object:
     return tuple(value) if isinstance(value, list) else value
-
-
-def _top_rows(scores: np.ndarray, count: int, *, floor: float) -> list[int]:
-    """Return the rows of the ``count`` highest scores above ``floor``, best first."""
-    if len(scores) > count:
-        candidates = np.argpartition(-scores, count - 1)[:count]
-    else:
-        candidates = np.arange(len(scores))
-    candidates = candidates[scores[candidates] > floor]
-    order = np.lexsort((candidates, -scores[candidates]))
-    return [int(row) for row in candidates[order]]
 
 
 def build_index(
@@ -362,6 +514,7 @@ def build_index(
     progress: bool = True,
     record_fields: RecordFields | None = None,
     chunking: ChunkingConfig | None = None,
+    fusion: FusionConfig | None = None,
 ) -> IngestReport:
     """Create or update the index in ``index_dir`` so it mirrors ``sources``.
 
@@ -371,11 +524,17 @@ def build_index(
     ``skipped`` and contributes no chunks, and the other files are still
     indexed.
 
+    ``fusion`` is stored in the manifest as the index's hybrid fusion
+    settings. Without it a rebuild keeps the settings already stored, and a
+    new index gets the :class:`FusionConfig` defaults.
+
     Raises:
         FileNotFoundError: a source path does not exist.
         IndexFormatError: ``index_dir`` contains files this package did not write.
         EmbedderMismatchError: ``index_dir`` was built with another embedder.
         IngestionError: two sources map to the same relative path.
+        FusionConfigError: the existing manifest's fusion settings are
+            invalid and ``fusion`` does not replace them.
     """
     from ingestion.building import run_build
 
@@ -391,6 +550,7 @@ def build_index(
         progress=progress,
         record_fields=record_fields or RecordFields(),
         chunking=chunking or ChunkingConfig(),
+        fusion=fusion,
     )
 
 
@@ -427,6 +587,24 @@ def _read_manifest(index_dir: Path) -> dict:
             f"invalid data_dir {data_dir!r} in {str(manifest_path)!r}"
         )
     return manifest
+
+
+def read_fusion(manifest: dict, index_dir: Path) -> FusionConfig:
+    """Return the manifest's fusion settings, or the defaults if it stores none.
+
+    Raises:
+        FusionConfigError: the ``fusion`` entry is invalid; the message names
+            the manifest, the value and the fix.
+    """
+    entry = manifest.get("fusion")
+    if entry is None:
+        return FusionConfig()
+    try:
+        return FusionConfig.from_dict(entry)
+    except FusionConfigError as exc:
+        raise FusionConfigError(
+            f"{str(Path(index_dir) / MANIFEST_NAME)!r}: {exc}"
+        ) from None
 
 
 def _check_embedder(manifest: dict, embedder: Embedder, index_dir: Path) -> None:

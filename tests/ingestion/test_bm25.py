@@ -61,3 +61,16 @@ def test_empty_corpus_scores_nothing():
     index = BM25Index.build([])
 
     assert index.scores("anything").shape == (0,)
+
+
+def test_repeated_query_term_weighs_more_with_k3():
+    index = BM25Index.build(["refund window", "exchange window", "shipping"])
+
+    once = index.scores("refund exchange exchange exchange")
+    saturated = index.scores("refund exchange exchange exchange", query_k3=1.2)
+
+    assert once[0] == pytest.approx(once[1])
+    assert saturated[1] > saturated[0]
+    assert saturated[0] == pytest.approx(once[0] * (2.2 * 1 / 2.2))
+    assert saturated[1] == pytest.approx(once[1] * (2.2 * 3 / 4.2))
+    assert saturated[2] == 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +62,42 @@ def test_build_prints_per_file_report(tmp_path):
     assert "unsupported extension '.bin'" in result.stdout
     assert "1 added, 0 updated, 0 unchanged, 0 removed, 1 skipped" in result.stdout
     assert "embedding" in result.stderr
+
+
+def test_build_stores_fusion_flags(tmp_path):
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "a.md").write_text("# Returns\n\nReturn within 30 days.", encoding="utf-8")
+
+    result = _run(
+        "--source",
+        str(kb),
+        "--index",
+        str(tmp_path / "index"),
+        "--no-progress",
+        "--fusion-method",
+        "convex",
+        "--dense-weight",
+        "0.8",
+    )
+
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "index" / "manifest.json").read_text("utf-8"))
+    assert manifest["fusion"]["method"] == "convex"
+    assert manifest["fusion"]["dense_weight"] == 0.8
+    assert manifest["fusion"]["rrf_k"] == 60
+
+
+def test_invalid_dense_weight_exits_before_build(tmp_path):
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "a.md").write_text("# A\n\ntext", encoding="utf-8")
+
+    result = _run(
+        "--source", str(kb), "--index", str(tmp_path / "index"), "--dense-weight", "2"
+    )
+
+    assert result.returncode == 2
+    assert "invalid fusion dense_weight 2.0" in result.stderr
+    assert "from 0 to 1" in result.stderr
+    assert not (tmp_path / "index").exists()
