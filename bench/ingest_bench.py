@@ -43,7 +43,10 @@ BUILDS_PER_EMBEDDER = 2
 def load_embedders(skip_float32: bool) -> list[tuple[str, Embedder, float]]:
     """Load each embedder and time it, the int8 default first."""
     loaded = []
-    for label, load in (("int8", load_default_embedder), ("float32", load_float32_embedder)):
+    for label, load in (
+        ("int8", load_default_embedder),
+        ("float32", load_float32_embedder),
+    ):
         if label == "float32" and skip_float32:
             continue
         started = time.perf_counter()
@@ -63,7 +66,9 @@ def time_cold_builds(
     runs = []
     for attempt in range(BUILDS_PER_EMBEDDER):
         cpu_started = time.process_time()
-        report = build_index(documents, work / f"cold-{attempt}", embedder, progress=False)
+        report = build_index(
+            documents, work / f"cold-{attempt}", embedder, progress=False
+        )
         cpu_seconds = time.process_time() - cpu_started
         runs.append((report.embedded, report.seconds, cpu_seconds, os.getloadavg()[0]))
     return runs
@@ -81,7 +86,10 @@ def time_stages(documents: Path, embedder: Embedder, work: Path) -> dict[str, fl
     texts = sorted((chunk.indexed_text() for chunk in chunks), key=len)
     started = time.perf_counter()
     vectors = np.vstack(
-        [embedder.embed(texts[start : start + 128]) for start in range(0, len(texts), 128)]
+        [
+            embedder.embed(texts[start : start + 128])
+            for start in range(0, len(texts), 128)
+        ]
     )
     embed_seconds = time.perf_counter() - started
 
@@ -134,7 +142,9 @@ def intent_accuracy(data: Path, embedder: Embedder) -> tuple[float, float]:
     )
 
 
-def compare_quality(data: Path, embedders: list[tuple[str, Embedder, float]], work: Path) -> list[str]:
+def compare_quality(
+    data: Path, embedders: list[tuple[str, Embedder, float]], work: Path
+) -> list[str]:
     """Return Markdown lines with the retrieval and intent figures of each embedder."""
     lines = [
         "## Quality, int8 vs float32",
@@ -152,7 +162,11 @@ def compare_quality(data: Path, embedders: list[tuple[str, Embedder, float]], wo
         tau_lines, _ = bench_tau_banking(data, embedder, folder)
         faq_lines = bench_stackfaq(data, embedder, folder)
         tau_hybrid = [line for line in tau_lines if line.startswith("| hybrid")][-1]
-        faq_rows = {line.split("|")[1].strip(): line for line in faq_lines if line.startswith("| ")}
+        faq_rows = {
+            line.split("|")[1].strip(): line
+            for line in faq_lines
+            if line.startswith("| ")
+        }
         recall10, ndcg10 = (cell.strip() for cell in tau_hybrid.split("|")[3:6:2])
         faq_hybrid = faq_rows["hybrid"].split("|")[5].strip()
         faq_dense = faq_rows["dense"].split("|")[5].strip()
@@ -168,20 +182,31 @@ def compare_quality(data: Path, embedders: list[tuple[str, Embedder, float]], wo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="shared data folder")
     parser.add_argument(
-        "--out", type=Path, default=Path("bench/results/ingest.md"), help="Markdown results file"
+        "--data", type=Path, default=Path("../shared/data"), help="shared data folder"
     )
-    parser.add_argument("--skip-float32", action="store_true", help="measure the int8 embedder alone")
     parser.add_argument(
-        "--quality", action="store_true", help="also compare retrieval and intent quality"
+        "--out",
+        type=Path,
+        default=Path("bench/results/ingest.md"),
+        help="Markdown results file",
+    )
+    parser.add_argument(
+        "--skip-float32", action="store_true", help="measure the int8 embedder alone"
+    )
+    parser.add_argument(
+        "--quality",
+        action="store_true",
+        help="also compare retrieval and intent quality",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     documents = args.data / "tau2" / "banking_knowledge" / "documents"
 
     started = time.perf_counter()
-    command = f".venv/bin/python bench/ingest_bench.py --data {args.data} --out {args.out}"
+    command = (
+        f".venv/bin/python bench/ingest_bench.py --data {args.data} --out {args.out}"
+    )
     command += " --skip-float32" * args.skip_float32 + " --quality" * args.quality
     lines = [
         "# Ingestion benchmark",
@@ -218,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         for label, embedder, load_seconds in embedders:
             runs = time_cold_builds(documents, embedder, work / label)
-            for number, (chunks, seconds, cpu_seconds, load) in enumerate(runs, start=1):
+            for number, (chunks, seconds, cpu_seconds, load) in enumerate(
+                runs, start=1
+            ):
                 throughput.append(
                     f"| {label} | `{embedder.name}` | {load_seconds:.1f} | {number} | {chunks} | "
                     f"{seconds:.1f} | **{chunks / seconds:.0f}** | {chunks / cpu_seconds:.0f} | "

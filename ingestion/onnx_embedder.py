@@ -42,7 +42,9 @@ class OnnxInt8Embedder:
     run at a time, each on one thread.
     """
 
-    def __init__(self, model_dir: Path, name: str, *, threads: int | None = None) -> None:
+    def __init__(
+        self, model_dir: Path, name: str, *, threads: int | None = None
+    ) -> None:
         import onnxruntime
         from tokenizers import Tokenizer
 
@@ -167,7 +169,9 @@ def _mean_pooled(bert):
             mask = attention_mask.to(hidden.dtype)
             # The additive mask of the original BERT code: 0 for tokens, a
             # large negative number for padding, broadcast over heads and rows.
-            additive_mask = (1.0 - mask[:, None, None, :]) * torch.finfo(hidden.dtype).min
+            additive_mask = (1.0 - mask[:, None, None, :]) * torch.finfo(
+                hidden.dtype
+            ).min
             for layer in self.bert.encoder.layer:
                 hidden = layer(hidden, attention_mask=additive_mask)
             summed = (hidden * mask[:, :, None]).sum(dim=1)

@@ -122,7 +122,8 @@ def int8_index(tmp_path_factory, minilm):
     source = root / "kb"
     source.mkdir()
     (source / "cards.md").write_text(
-        "# Cards\n\n## PIN\n\nReset your PIN at any ATM of the bank.\n", encoding="utf-8"
+        "# Cards\n\n## PIN\n\nReset your PIN at any ATM of the bank.\n",
+        encoding="utf-8",
     )
     build_index(source, root / "index", minilm, progress=False)
     return root / "index"
@@ -150,7 +151,12 @@ def test_float32_embedder_rejects_int8_index(int8_index, minilm_float32):
 
 
 def test_float32_intent_model_rejected_by_int8(tmp_path, minilm, minilm_float32):
-    texts = ["cancel my order", "stop the order", "where is my parcel", "track my package"]
+    texts = [
+        "cancel my order",
+        "stop the order",
+        "where is my parcel",
+        "track my package",
+    ]
     labels = ["cancel", "cancel", "track", "track"]
     IntentClassifier.train(texts, labels, minilm_float32, threshold=0.5).save(tmp_path)
 
@@ -167,16 +173,22 @@ def _copy_model_dir(tmp_path):
     target.mkdir()
     source = default_model_dir()
     for name in ("modules.json", "sentence_bert_config.json"):
-        (target / name).write_text((source / name).read_text(encoding="utf-8"), encoding="utf-8")
+        (target / name).write_text(
+            (source / name).read_text(encoding="utf-8"), encoding="utf-8"
+        )
     (target / "1_Pooling").mkdir()
-    pooling = json.loads((source / "1_Pooling" / "config.json").read_text(encoding="utf-8"))
+    pooling = json.loads(
+        (source / "1_Pooling" / "config.json").read_text(encoding="utf-8")
+    )
     return target, pooling
 
 
 def test_cls_pooled_model_rejected(tmp_path):
     model_dir, pooling = _copy_model_dir(tmp_path)
     pooling.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
-    (model_dir / "1_Pooling" / "config.json").write_text(json.dumps(pooling), encoding="utf-8")
+    (model_dir / "1_Pooling" / "config.json").write_text(
+        json.dumps(pooling), encoding="utf-8"
+    )
 
     with pytest.raises(ValueError, match="pooling_mode_cls_token"):
         OnnxInt8Embedder(model_dir, "cls-pooled")
