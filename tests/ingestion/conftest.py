@@ -1,4 +1,4 @@
-"""Fixtures for ingestion tests: a fast hashing embedder, the real MiniLM, PDF files."""
+"""Fixtures for ingestion tests: a fast hashing embedder, the real MiniLM in int8 and float32, PDF files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingestion.embedder import Embedder, load_default_embedder
+from ingestion.embedder import Embedder, load_default_embedder, load_float32_embedder
 
 
 class HashingEmbedder:
@@ -41,6 +41,11 @@ def hashing_embedder() -> Embedder:
 @pytest.fixture(scope="session")
 def minilm() -> Embedder:
     return load_default_embedder()
+
+
+@pytest.fixture(scope="session")
+def minilm_float32() -> Embedder:
+    return load_float32_embedder()
 
 
 def _pdf_string(text: str) -> str:
