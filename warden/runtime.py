@@ -383,8 +383,10 @@ class Warden:
         Raises ``ThreadStateError`` while the thread waits for a reviewer: a new
         message is refused rather than silently dropping the pending actions.
         Call ``cancel_pending`` first to withdraw them. It is raised as well
-        when an earlier run stopped part-way (its process died), because a new
-        message would abandon that run's unsent reply; call ``resume`` first.
+        when an earlier run stopped part-way because its process died, since a
+        new message would abandon that run's unsent reply; call ``resume``
+        first. A run that recorded an error (a failed node, a disconnected
+        stream) does not block the next message.
         """
         if not isinstance(text, str) or not text.strip():
             raise ValueError("customer message must be a non-empty string")
@@ -397,7 +399,11 @@ class Warden:
                     f"(`warden approve|reject|edit|respond {thread_id} ACTION_ID --reviewer NAME`) "
                     "or withdraw them with Warden.cancel_pending before sending another message"
                 )
-            unfinished = self.graph.get_state(self._config(thread_id)).next
+            snapshot = self.graph.get_state(self._config(thread_id))
+            # A run that failed or whose client disconnected recorded its error,
+            # and the next message starts over. A run with no error recorded
+            # stopped because its process died.
+            unfinished = snapshot.next if not any(task.error for task in snapshot.tasks) else ()
             if unfinished:
                 raise ThreadStateError(
                     f"thread {thread_id!r} has an unfinished run stopped before {list(unfinished)}; "
