@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Command: `.venv/bin/python bench/retrieval_bench.py --data {args.data} --out {args.out}"
         f"{' --skip-latency' if args.skip_latency else ''}`",
         f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Machine: {machine_description()}.",
-        f"Embedder: {embedder.name} (dimension {embedder.dimension}), CPU, float32.",
+        f"Embedder: {embedder.name} (dimension {embedder.dimension}), CPU.",
         "",
     ]
     with tempfile.TemporaryDirectory(prefix="warden-bench-") as tmp:
