@@ -31,7 +31,7 @@ from intent_bench import read_csv  # noqa: E402
 from retrieval_bench import bench_stackfaq, bench_tau_banking, machine_description  # noqa: E402
 from ingestion import Embedder, build_index  # noqa: E402
 from ingestion.bm25 import BM25Index  # noqa: E402
-from ingestion.building import _chunk_file, _write_index, discover_files  # noqa: E402
+from ingestion.building import _chunk_file, _chunk_record, _write_index, discover_files  # noqa: E402
 from ingestion.chunking import ChunkingConfig  # noqa: E402
 from ingestion.embedder import load_default_embedder, load_float32_embedder  # noqa: E402
 from ingestion.loaders import RecordFields  # noqa: E402
@@ -96,17 +96,7 @@ def time_stages(documents: Path, embedder: Embedder, work: Path) -> dict[str, fl
     started = time.perf_counter()
     BM25Index.build(texts)
     bm25_seconds = time.perf_counter() - started
-    records = [
-        {
-            "id": chunk.chunk_id,
-            "source": chunk.source,
-            "title": chunk.title,
-            "heading_path": list(chunk.heading_path),
-            "text": chunk.text,
-            "metadata": chunk.metadata,
-        }
-        for chunk in chunks
-    ]
+    records = [_chunk_record(chunk) for chunk in chunks]
     started = time.perf_counter()
     _write_index(work / "stages", records, vectors, embedder, ChunkingConfig(), {})
     write_seconds = time.perf_counter() - started
