@@ -99,10 +99,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    # Checked before the runtime loads, which takes seconds.
+    if args.message is not None and not args.message.strip():
+        print("error: the message is empty; write the customer's message in quotes", file=sys.stderr)
+        return 2
     with _open(args) as warden:
-        if args.message is not None and not args.message.strip():
-            print("error: the message is empty; write the customer's message in quotes", file=sys.stderr)
-            return 2
         messages = [args.message] if args.message else None
         if messages is None:
             print("Type a message (empty line to quit).")
