@@ -130,7 +130,10 @@ def cmd_pending(args: argparse.Namespace) -> int:
         for thread_id in threads:
             request = warden.current_interrupt(thread_id)
             if request is None:
-                print(f"thread {thread_id}: nothing pending")
+                # A thread whose run died after its decision stays listed until
+                # it is resumed; only a thread named with --thread is reported.
+                if args.thread:
+                    print(f"thread {thread_id}: nothing pending")
                 continue
             _print_pending(thread_id, request)
     return 0
