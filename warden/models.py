@@ -309,7 +309,7 @@ def load_chat_model(settings: Settings) -> BaseChatModel:
     ``OPENAI_BASE_URL``.
     """
     if settings.chat_model == "local":
-        path = settings.model_path or ensure_local_model(settings.data_dir / "models")
+        path = settings.model_path or ensure_local_model(settings.model_cache_dir)
         if not Path(path).is_file():
             raise ConfigurationError(f"WARDEN_MODEL_PATH={str(path)!r} is not a file")
         return LocalChatModel(model_path=str(path), n_threads=settings.llama_threads)

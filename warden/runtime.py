@@ -165,7 +165,7 @@ def open_index(settings: Settings, *, progress: bool = False) -> Any:
     from ingestion.embedder import load_default_embedder  # noqa: PLC0415 - loads torch
     from ingestion.index import KnowledgeIndex, build_index  # noqa: PLC0415
 
-    embedder = load_default_embedder()
+    embedder = load_default_embedder(settings.model_cache_dir)
     if not (settings.index_dir / "manifest.json").exists():
         build_index(settings.kb_dir, settings.index_dir, embedder, progress=progress)
     return KnowledgeIndex.load(settings.index_dir, embedder)
@@ -180,7 +180,7 @@ def open_intent_classifier(settings: Settings) -> Any:
     from ingestion.embedder import load_default_embedder  # noqa: PLC0415 - loads torch
     from warden.intent import IntentClassifier, read_examples, training_checksum  # noqa: PLC0415
 
-    embedder = load_default_embedder()
+    embedder = load_default_embedder(settings.model_cache_dir)
     examples = settings.domain_dir / "intents.jsonl"
     model_dir = settings.data_dir / "intent"
     texts, labels = read_examples(examples)

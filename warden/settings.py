@@ -111,6 +111,11 @@ class Settings:
     token_secret: str | None = field(default=None, repr=False)
     """HMAC secret (at least 32 bytes) that signs the HTTP service's HS256 bearer tokens."""
 
+    @property
+    def model_cache_dir(self) -> Path:
+        """Directory of the built models reused across processes: the chat model and the int8 embedder."""
+        return self.data_dir / "models"
+
     def granted_scopes(self) -> frozenset[str] | None:
         """Return the scopes granted to this tenant and channel, or None for the default grant."""
         scopes = self.scope_grants.get(f"{self.tenant}/{self.channel}")

@@ -197,3 +197,26 @@ def test_cls_pooled_model_rejected(tmp_path):
 def test_missing_model_config_rejected(tmp_path):
     with pytest.raises(FileNotFoundError, match="sentence_bert_config.json is missing"):
         OnnxInt8Embedder(tmp_path, "empty-folder")
+
+
+def test_built_model_is_cached_and_checked(tmp_path, caplog):
+    import logging  # noqa: PLC0415
+
+    from ingestion.embedder import default_model_dir  # noqa: PLC0415
+    from ingestion.onnx_embedder import cached_int8_model  # noqa: PLC0415
+
+    model_dir = default_model_dir()
+    built = cached_int8_model(model_dir, tmp_path)
+    [cached] = tmp_path.glob("minilm-int8-*.onnx")
+    first_write = cached.stat().st_mtime_ns
+
+    assert cached_int8_model(model_dir, tmp_path) == built
+    assert cached.stat().st_mtime_ns == first_write
+
+    cached.write_bytes(b"not a model")
+    with caplog.at_level(logging.WARNING, logger="ingestion.onnx_embedder"):
+        rebuilt = cached_int8_model(model_dir, tmp_path)
+    assert "does not match its digest" in caplog.text
+    assert cached.read_bytes() == rebuilt
+    embedder = OnnxInt8Embedder(model_dir, "cached", cache_dir=tmp_path)
+    assert embedder.embed(["where is my order"]).shape == (1, embedder.dimension)
