@@ -16,13 +16,16 @@ from ingestion.errors import (
 from ingestion.fusion import FusionConfig
 from ingestion.index import FileReport, Hit, IngestReport, KnowledgeIndex, build_index
 from ingestion.loaders import RecordFields
+from ingestion.reranking import CrossEncoderReranker, EmbedderReranker, Reranker
 
 __all__ = [
     "Chunk",
     "ChunkingConfig",
+    "CrossEncoderReranker",
     "DuplicateChunkError",
     "Embedder",
     "EmbedderMismatchError",
+    "EmbedderReranker",
     "FileReport",
     "FusionConfig",
     "FusionConfigError",
@@ -32,6 +35,7 @@ __all__ = [
     "IngestionError",
     "KnowledgeIndex",
     "RecordFields",
+    "Reranker",
     "UnreadableFileError",
     "build_index",
     "load_default_embedder",

@@ -25,6 +25,7 @@ from ingestion.embedder import Embedder
 from ingestion.errors import EmbedderMismatchError, FusionConfigError, IndexFormatError
 from ingestion.fusion import FusionConfig, fuse, top_rows
 from ingestion.loaders import RecordFields
+from ingestion.reranking import DEFAULT_RERANK_DEPTH, Reranker, checked_scores
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,8 @@ class Hit:
     """Heading path joined with `` > ``; empty for text before any heading."""
     text: str
     score: float
-    """Fused score (see :class:`FusionConfig`); higher is better, comparable within one query."""
+    """Fused score (see :class:`FusionConfig`), or the reranker's score when one
+    reordered the hits; higher is better, comparable within one query."""
     metadata: dict
 
 
@@ -147,6 +149,7 @@ class KnowledgeIndex:
         *,
         min_dense_similarity: float = MIN_DENSE_SIMILARITY,
         fusion: FusionConfig | None = None,
+        reranker: Reranker | None = None,
     ) -> None:
         if len(chunks) != len(vectors) or len(chunks) != bm25.size:
             raise IndexFormatError(
@@ -155,6 +158,8 @@ class KnowledgeIndex:
             )
         import torch
 
+        self.reranker = reranker
+        """Reranker that ``search`` uses unless a call passes its own; None for none."""
         self._chunks = chunks
         self._vectors = vectors if vectors.flags.writeable else vectors.copy()
         # The dense mat-vec runs in torch, not NumPy: OpenBLAS worker threads
@@ -174,11 +179,13 @@ class KnowledgeIndex:
         embedder: Embedder,
         *,
         fusion: FusionConfig | None = None,
+        reranker: Reranker | None = None,
     ) -> "KnowledgeIndex":
         """Open an index folder written by :func:`build_index`.
 
         Hybrid search uses ``fusion`` if given, else the ``fusion`` entry of
-        the manifest, else :class:`FusionConfig` defaults.
+        the manifest, else :class:`FusionConfig` defaults. ``reranker``, if
+        given, reorders the top fused hits of every search.
 
         Raises:
             IndexFormatError: the folder has no manifest of this format, or a
@@ -201,7 +208,7 @@ class KnowledgeIndex:
             len(chunks),
             fusion.describe(),
         )
-        return cls(chunks, vectors, bm25, embedder, fusion=fusion)
+        return cls(chunks, vectors, bm25, embedder, fusion=fusion, reranker=reranker)
 
     def __len__(self) -> int:
         return len(self._chunks)
@@ -224,6 +231,8 @@ class KnowledgeIndex:
         mmr_lambda: float | None = None,
         mode: RetrievalMode = "hybrid",
         fusion: FusionConfig | None = None,
+        reranker: Reranker | None = None,
+        rerank_depth: int = DEFAULT_RERANK_DEPTH,
     ) -> list[Hit]:
         """Return up to ``k`` chunks ranked by the fusion of dense and BM25 retrieval.
 
@@ -240,18 +249,44 @@ class KnowledgeIndex:
         relevance from the fused candidates: 1.0 ranks by relevance only,
         lower values penalise chunks similar to ones already picked.
 
+        With a ``reranker`` (the argument, else the index's), the top
+        ``rerank_depth`` fused hits are scored by it and the ``k`` best are
+        returned in its order, with its scores; equal scores keep the fused
+        order. A reranker cannot be combined with ``mmr_lambda``.
+
         Raises:
-            ValueError: ``k`` is below 1, ``mmr_lambda`` is outside [0, 1],
-                ``mode`` is unknown, or a filter key occurs in no chunk.
+            ValueError: ``k`` or ``rerank_depth`` is below 1, ``mmr_lambda`` is
+                outside [0, 1] or set together with a reranker, ``mode`` is
+                unknown, a filter key occurs in no chunk, or the reranker
+                returns a wrong number of scores or a non-finite one.
         """
         config = fusion or self._fusion
-        depth = max(config.candidates, k)
+        reranker = reranker or self.reranker
+        if rerank_depth < 1:
+            raise ValueError(f"rerank_depth must be at least 1, got {rerank_depth!r}")
+        if reranker is not None and mmr_lambda is not None:
+            raise ValueError(
+                f"mmr_lambda={mmr_lambda!r} cannot be combined with reranker "
+                f"{reranker.name!r}, whose scores MMR cannot normalise; pass one of them"
+            )
+        wanted = max(k, rerank_depth) if reranker is not None else k
+        depth = max(config.candidates, wanted)
         candidates = self.score_candidates(
             query, depth=depth, filters=filters, bm25_query_k3=config.bm25_query_k3
         )
-        return self.rank_candidates(
-            candidates, k, fusion=config, mode=mode, mmr_lambda=mmr_lambda
+        if reranker is None:
+            return self.rank_candidates(
+                candidates, k, fusion=config, mode=mode, mmr_lambda=mmr_lambda
+            )
+        fused = self.rank_candidates(candidates, wanted, fusion=config, mode=mode)
+        if not fused:
+            return fused
+        scores = checked_scores(
+            reranker, reranker.score(query, [hit.text for hit in fused]), len(fused)
         )
+        order = sorted(range(len(fused)), key=lambda i: (-scores[i], i))
+        reranked = [replace(fused[i], score=scores[i]) for i in order]
+        return reranked[:k]
 
     def score_candidates(
         self,

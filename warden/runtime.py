@@ -168,7 +168,15 @@ def open_index(settings: Settings, *, progress: bool = False) -> Any:
     embedder = load_default_embedder(settings.model_cache_dir)
     if not (settings.index_dir / "manifest.json").exists():
         build_index(settings.kb_dir, settings.index_dir, embedder, progress=progress)
-    return KnowledgeIndex.load(settings.index_dir, embedder)
+    reranker = None
+    if settings.reranker_dir is not None:
+        from ingestion.reranking import CrossEncoderReranker  # noqa: PLC0415
+
+        try:
+            reranker = CrossEncoderReranker(settings.reranker_dir)
+        except FileNotFoundError as error:
+            raise ConfigurationError(f"WARDEN_RERANKER_DIR: {error}") from None
+    return KnowledgeIndex.load(settings.index_dir, embedder, reranker=reranker)
 
 
 def open_intent_classifier(settings: Settings) -> Any:

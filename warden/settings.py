@@ -19,7 +19,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_DOMAIN_DIR = PROJECT_ROOT / "examples" / "retail"
 
 
-def _env_path(name: str, default: Path) -> Path:
+def _env_path(name: str, default: Path | None) -> Path | None:
     value = os.environ.get(name)
     return Path(value).expanduser() if value else default
 
@@ -92,6 +92,8 @@ class Settings:
     """Refund or charge amount, in dollars, above which two reviewers must approve."""
     llama_threads: int = field(default_factory=lambda: os.cpu_count() or 2)
     retrieval_k: int = 4
+    reranker_dir: Path | None = None
+    """A sentence-transformers cross-encoder folder that reorders retrieved chunks; None for none."""
     channel: str = "chat"
     """Channel the customer messages arrive on; scope grants are per tenant and channel."""
     scope_grants: Mapping[str, frozenset[str]] = field(default_factory=dict)
@@ -147,6 +149,7 @@ class Settings:
                 _env_number("WARDEN_LLAMA_THREADS", os.cpu_count() or 2, int)
             ),
             retrieval_k=int(_env_number("WARDEN_RETRIEVAL_K", 4, int)),
+            reranker_dir=_env_path("WARDEN_RERANKER_DIR", None),
             channel=os.environ.get("WARDEN_CHANNEL", "chat"),
             scope_grants={
                 pair: frozenset(scopes)
