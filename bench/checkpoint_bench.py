@@ -165,7 +165,7 @@ def _use_generic_path(saver: RedisSaver) -> RedisSaver:
 
 
 def warden_contender(name: str, url: str, *, generic_path: bool = False) -> Contender:
-    """The warden saver; ``generic_path`` measures it without its lean script path."""
+    """Return the warden saver as a contender; ``generic_path`` sends its scripts through redis-py's command path."""
     adjust = _use_generic_path if generic_path else (lambda saver: saver)
 
     @contextmanager

@@ -12,7 +12,6 @@ accuracy, which adds about 10 minutes on 2 cores.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import statistics
@@ -27,6 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from arguments import data_parser  # noqa: E402
 from intent_bench import read_csv  # noqa: E402
 from retrieval_bench import bench_stackfaq, bench_tau_banking, machine_description  # noqa: E402
 from ingestion import Embedder, build_index  # noqa: E402
@@ -171,16 +171,7 @@ def compare_quality(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--data", type=Path, default=Path("../shared/data"), help="shared data folder"
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("bench/results/ingest.md"),
-        help="Markdown results file",
-    )
+    parser = data_parser(__doc__.splitlines()[0], "bench/results/ingest.md")
     parser.add_argument(
         "--skip-float32", action="store_true", help="measure the int8 embedder alone"
     )

@@ -10,7 +10,6 @@ held-out intents, one on the retail examples); about 10 minutes on 2 cores.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
 import statistics
@@ -24,6 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from arguments import data_parser  # noqa: E402
 from retrieval_bench import machine_description  # noqa: E402
 from ingestion import load_default_embedder  # noqa: E402
 from warden.intent import IntentClassifier, read_examples  # noqa: E402
@@ -45,16 +45,7 @@ def percentiles(values: list[float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--data", type=Path, default=Path("../shared/data"), help="shared data folder"
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("bench/results/intent.md"),
-        help="Markdown results file",
-    )
+    parser = data_parser(__doc__.splitlines()[0], "bench/results/intent.md")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     embedder = load_default_embedder()

@@ -10,7 +10,6 @@ measured on a cold build. Runtime is about 10 minutes on 2 cores.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -29,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from arguments import data_parser  # noqa: E402
 from ingestion import (  # noqa: E402
     Embedder,
     FusionConfig,
@@ -298,16 +298,7 @@ def machine_description() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--data", type=Path, default=Path("../shared/data"), help="shared data folder"
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("bench/results/retrieval.md"),
-        help="Markdown results file",
-    )
+    parser = data_parser(__doc__.splitlines()[0], "bench/results/retrieval.md")
     parser.add_argument(
         "--skip-latency", action="store_true", help="skip the 1k/10k/100k latency runs"
     )

@@ -387,7 +387,7 @@ def _write_index(
 ) -> None:
     """Write a new data folder, then point the manifest at it with one ``os.replace``.
 
-    ``fusion_entries`` holds the manifest's ``fusion`` (and optional
+    ``fusion_entries`` contains the manifest's ``fusion`` (and optional
     ``fusion_tuning``) entries; without it the default fusion is stored.
     """
     ids = [record["id"] for record in records]

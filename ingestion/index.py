@@ -269,8 +269,8 @@ class KnowledgeIndex:
                 f"mmr_lambda={mmr_lambda!r} cannot be combined with reranker "
                 f"{reranker.name!r}, whose scores MMR cannot normalise; pass one of them"
             )
-        wanted = max(k, rerank_depth) if reranker is not None else k
-        depth = max(config.candidates, wanted)
+        fused_count = max(k, rerank_depth) if reranker is not None else k
+        depth = max(config.candidates, fused_count)
         candidates = self.score_candidates(
             query, depth=depth, filters=filters, bm25_query_k3=config.bm25_query_k3
         )
@@ -278,7 +278,7 @@ class KnowledgeIndex:
             return self.rank_candidates(
                 candidates, k, fusion=config, mode=mode, mmr_lambda=mmr_lambda
             )
-        fused = self.rank_candidates(candidates, wanted, fusion=config, mode=mode)
+        fused = self.rank_candidates(candidates, fused_count, fusion=config, mode=mode)
         if not fused:
             return fused
         scores = checked_scores(

@@ -36,7 +36,11 @@ class Reranker(Protocol):
 
 
 class CrossEncoderReranker:
-    """A sentence-transformers cross-encoder loaded from a local folder, CPU only."""
+    """A sentence-transformers cross-encoder loaded from a local folder, CPU only.
+
+    NOTE: no test loads a real cross-encoder, because none is available
+    offline; only the missing-folder error is tested.
+    """
 
     def __init__(self, model_dir: Path, *, batch_size: int = 16) -> None:
         if not (model_dir / "config.json").is_file():

@@ -25,12 +25,6 @@ logger = logging.getLogger(__name__)
 
 WAIT_SECONDS = 120.0
 _POLL_SECONDS = 0.05
-_DELETE_IF_EQUAL = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
 
 def process_space() -> str:
@@ -98,7 +92,9 @@ def run_lock(
         value = client.get(name)
         holder = _holder(value) if value is not None else None
         if holder is not None and _is_dead(*holder):
-            if client.eval(_DELETE_IF_EQUAL, 1, name, value):
+            # Lock.do_release deletes the key only while it still has this value.
+            with contextlib.suppress(redis.exceptions.LockNotOwnedError):
+                lock.do_release(value)
                 logger.warning("run lock taken over from dead process lock=%s pid=%d", name, holder[1])
             continue
         if time.monotonic() >= deadline:

@@ -390,11 +390,12 @@ class Warden:
 
         Raises ``ThreadStateError`` while the thread waits for a reviewer: a new
         message is refused rather than silently dropping the pending actions.
-        Call ``cancel_pending`` first to withdraw them. It is raised as well
-        when an earlier run stopped part-way because its process died, since a
-        new message would abandon that run's unsent reply; call ``resume``
-        first. A run that recorded an error (a failed node, a disconnected
-        stream) does not block the next message.
+        Call ``cancel_pending`` first to withdraw them.
+
+        It is also raised when an earlier run stopped part-way because its
+        process died, because a new message would abandon that run's unsent
+        reply. Call ``resume`` first. A run that recorded an error (a failed
+        node, a disconnected stream) does not block the next message.
         """
         if not isinstance(text, str) or not text.strip():
             raise ValueError("customer message must be a non-empty string")

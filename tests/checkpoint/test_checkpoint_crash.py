@@ -114,7 +114,7 @@ def test_each_call_is_one_script(saver: RedisSaver, redis_url: str) -> None:
     }
     monitor_client = redis.Redis.from_url(redis_url)
     # The saver keeps its script connection checked out, so the ECHO marker goes
-    # out on a second pooled connection; open it now, outside the monitored span.
+    # out on a second pooled connection. Open it now, outside the monitored span.
     saver.client.ping()
     calls = {
         "put": lambda: saver.put(config, checkpoint, {"step": 0}, {"a": "1", "b": "1"}),

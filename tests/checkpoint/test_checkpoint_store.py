@@ -356,8 +356,8 @@ def test_timed_out_script_is_retried_once_applied(
     saver = RedisSaver(client)
     try:
         stored = _put_chain(saver, "paused", 1)[0]
-        # The server holds every command for 0.6 s: the first attempt times out
-        # and is sent again, and the server may run both copies.
+        # The server delays every command by 0.6 s, so the first attempt times
+        # out and is sent again, and the server may run both copies.
         redis_client.execute_command("CLIENT", "PAUSE", 600, "ALL")
         with caplog.at_level(logging.WARNING, logger="warden.checkpoint_client"):
             saver.put_writes(stored, [("counter", 5), ("other", 6)], "task-late")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -11,6 +13,19 @@ import numpy as np
 import pytest
 
 from ingestion.embedder import Embedder, load_default_embedder, load_float32_embedder
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_ingestion_cli(*args: str) -> subprocess.CompletedProcess:
+    """Run ``python -m ingestion`` with ``args`` in a new process and return its result."""
+    return subprocess.run(
+        [sys.executable, "-m", "ingestion", *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 class HashingEmbedder:

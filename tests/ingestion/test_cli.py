@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ingestion", *args],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from conftest import run_ingestion_cli
 
 
 def test_missing_source_exits_nonzero(tmp_path):
-    result = _run(
+    result = run_ingestion_cli(
         "--source", str(tmp_path / "absent"), "--index", str(tmp_path / "index")
     )
 
@@ -36,7 +23,7 @@ def test_foreign_index_folder_exits_nonzero(tmp_path):
     (tmp_path / "index").mkdir()
     (tmp_path / "index" / "other.txt").write_text("x", encoding="utf-8")
 
-    result = _run(
+    result = run_ingestion_cli(
         "--source",
         str(tmp_path / "kb"),
         "--index",
@@ -54,7 +41,7 @@ def test_build_prints_per_file_report(tmp_path):
     (kb / "a.md").write_text("# Returns\n\nReturn within 30 days.", encoding="utf-8")
     (kb / "b.bin").write_bytes(b"\x00\x01")
 
-    result = _run("--source", str(kb), "--index", str(tmp_path / "index"))
+    result = run_ingestion_cli("--source", str(kb), "--index", str(tmp_path / "index"))
 
     assert result.returncode == 0, result.stderr
     assert "kb/a.md" in result.stdout
@@ -69,7 +56,7 @@ def test_build_stores_fusion_flags(tmp_path):
     kb.mkdir()
     (kb / "a.md").write_text("# Returns\n\nReturn within 30 days.", encoding="utf-8")
 
-    result = _run(
+    result = run_ingestion_cli(
         "--source",
         str(kb),
         "--index",
@@ -93,7 +80,7 @@ def test_invalid_dense_weight_exits_before_build(tmp_path):
     kb.mkdir()
     (kb / "a.md").write_text("# A\n\ntext", encoding="utf-8")
 
-    result = _run(
+    result = run_ingestion_cli(
         "--source", str(kb), "--index", str(tmp_path / "index"), "--dense-weight", "2"
     )
 

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from conftest import HashingEmbedder
+from conftest import HashingEmbedder, run_ingestion_cli
 
 from ingestion import FusionConfig, KnowledgeIndex, build_index
 from ingestion.tuning import (
@@ -22,7 +19,6 @@ from ingestion.tuning import (
     tune_fusion,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CODE_WORDS = [
     "amber",
     "basalt",
@@ -186,16 +182,6 @@ def test_invalid_query_line_names_line(tmp_path, line, message):
         read_labelled_queries(path)
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ingestion", *args],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_tune_command_stores_best_setting(tmp_path, minilm):
     kb = tmp_path / "kb"
     kb.mkdir()
@@ -220,7 +206,7 @@ def test_tune_command_stores_best_setting(tmp_path, minilm):
         encoding="utf-8",
     )
 
-    dry = _run(
+    dry = run_ingestion_cli(
         "tune",
         "--index",
         str(tmp_path / "index"),
@@ -228,7 +214,7 @@ def test_tune_command_stores_best_setting(tmp_path, minilm):
         str(queries),
         "--dry-run",
     )
-    stored = _run("tune", "--index", str(tmp_path / "index"), "--queries", str(queries))
+    stored = run_ingestion_cli("tune", "--index", str(tmp_path / "index"), "--queries", str(queries))
 
     assert dry.returncode == 0, dry.stderr
     assert "3 queries; 88 settings" in dry.stdout
@@ -246,7 +232,7 @@ def test_tune_command_reports_bad_queries_file(tmp_path):
     queries = tmp_path / "queries.jsonl"
     queries.write_text('{"query": "refund"}\n', encoding="utf-8")
 
-    result = _run("tune", "--index", str(tmp_path / "index"), "--queries", str(queries))
+    result = run_ingestion_cli("tune", "--index", str(tmp_path / "index"), "--queries", str(queries))
 
     assert result.returncode == 1
     assert "line 1" in result.stderr
