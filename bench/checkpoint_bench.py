@@ -20,11 +20,13 @@ import gc
 import operator
 import os
 import platform
+import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -52,6 +54,7 @@ from warden.redis_server import RedisServer, find_redis_binary  # noqa: E402
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 CONCURRENCY = (1, 8, 64)
+FLOOR_NAME = "round-trip floor: InMemorySaver + 1 PING per write"
 REFERENCE_NOTE = (
     "Reference from an earlier measurement on this kind of machine, not re-run here "
     "(it needs Redis Stack modules): the official langgraph-checkpoint-redis saver "
@@ -198,6 +201,62 @@ def memory_contender() -> Contender:
         yield InMemorySaver()
 
     return Contender("InMemorySaver", sync, asynchronous)
+
+
+class RoundTripFloorSaver(InMemorySaver):
+    """InMemorySaver that waits for one bare Redis PING per put and put_writes.
+
+    It stores nothing in Redis and reads for free, so its runs/s estimate the
+    best that a saver can reach when it waits for Redis to acknowledge each
+    write. Each thread pings on its own raw socket, which costs less client CPU
+    than a Redis client library.
+    """
+
+    PING = b"*1\r\n$4\r\nPING\r\n"
+
+    def __init__(self, port: int) -> None:
+        super().__init__()
+        self._port = port
+        self._local = threading.local()
+        self._sockets: list[socket.socket] = []
+
+    def _ping(self) -> None:
+        sock = getattr(self._local, "sock", None)
+        if sock is None:
+            sock = socket.create_connection(("127.0.0.1", self._port), timeout=5)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._local.sock = sock
+            self._sockets.append(sock)
+        sock.sendall(self.PING)
+        reply = sock.recv(64)
+        if reply != b"+PONG\r\n":
+            raise OSError(f"unexpected reply to PING: {reply!r}")
+
+    def put(self, *args: Any, **kwargs: Any) -> Any:
+        self._ping()
+        return super().put(*args, **kwargs)
+
+    def put_writes(self, *args: Any, **kwargs: Any) -> None:
+        self._ping()
+        super().put_writes(*args, **kwargs)
+
+    def close(self) -> None:
+        for sock in self._sockets:
+            sock.close()
+
+
+def floor_contender(port: int) -> Contender:
+    """Return the round-trip floor as a sync-only contender, because its blocking ping would stall an event loop."""
+
+    @contextmanager
+    def sync() -> Iterator[BaseCheckpointSaver]:
+        saver = RoundTripFloorSaver(port)
+        try:
+            yield saver
+        finally:
+            saver.close()
+
+    return Contender(FLOOR_NAME, sync)
 
 
 def sqlite_contender(directory: Path) -> Contender:
@@ -458,6 +517,11 @@ def render(results: list[Result], machine: list[str], args: argparse.Namespace) 
         "savers. Latencies are single calls from one client; get_tuple reads the "
         "latest checkpoint of a thread that has its writes.",
         "",
+        f"The row \"{FLOOR_NAME}\" stores nothing in Redis: it is InMemorySaver "
+        "waiting for one PING on a raw socket per `put` and `put_writes`, with free "
+        "reads. Its runs/s estimate the best that a saver can reach when it waits "
+        "for Redis to acknowledge every write.",
+        "",
         "## Sync API",
         "",
         "| saver | runs/s | vs InMemorySaver | put p50/p95 ms | put_writes p50/p95 ms "
@@ -560,6 +624,7 @@ def main() -> None:
                 generic_path=True,
             ),
             warden_contender("warden RedisSaver, AOF fsync always", durable.url),
+            floor_contender(fast.port),
             plainredis_contender(plain.url),
             sqlite_contender(work),
             postgres_contender(schema_url),
