@@ -11,10 +11,12 @@ import hashlib
 import json
 import logging
 import re
+from dataclasses import asdict
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
+from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
@@ -39,6 +41,7 @@ from warden.actions import (
     action_id_for,
     current_approvals,
 )
+from warden.answer_check import AnswerCheck
 from warden.approvals import APPROVAL_INTERRUPT_TYPE, APPROVING, validate_decisions
 from warden.audit import audit_step, checkpoint_of, record_step, recording_policy
 from warden.errors import ApprovalExpiredError, ResumeError
@@ -673,24 +676,53 @@ def _render_outcomes(state: SupportState) -> str:
 
 
 def respond(state: SupportState, runtime: Runtime[SupportContext], config: RunnableConfig) -> dict[str, Any]:
-    """Write the grounded answer; it enters the history only once complete."""
+    """Write the grounded answer; it enters the history only once complete.
+
+    The model's text goes through the answer check (``warden.answer_check``)
+    sentence by sentence, and only checked sentences reach the stream, as
+    custom events ``{"answer": text}``. The model call itself is kept out of
+    LangGraph's message stream, which would carry the unchecked tokens.
+    """
     context = resolve_context(runtime.context)
+    retrieved = state.get("retrieved", [])
     prompt = ANSWER_PROMPT.format(
-        knowledge=_render_knowledge(state.get("retrieved", [])),
+        knowledge=_render_knowledge(retrieved),
         message=_last_customer_text(state),
         outcomes=_render_outcomes(state),
     )
-    text = ""
+    check = AnswerCheck(
+        {chunk.chunk_id for chunk in retrieved}, list(state.get("results", [])), context.tools
+    )
+    write = get_stream_writer()
     message_id = None
-    for chunk in context.chat_model.stream([HumanMessage(prompt)]):
-        text += chunk.text if hasattr(chunk, "text") else str(chunk.content)
+    model_text = ""
+    for chunk in context.chat_model.stream([HumanMessage(prompt)], config=_QUIET):
         message_id = message_id or chunk.id
+        piece = chunk.text if hasattr(chunk, "text") else str(chunk.content)
+        model_text += piece
+        released = check.feed(piece)
+        if released:
+            write({"answer": released})
+    released = check.finish()
+    if released:
+        write({"answer": released})
+    text = check.text
     record_step(
         context.audit, config, node="respond", kind="answer_sent", turn=state.get("turn", 0),
-        round=state.get("approval_round", 0), data={"text": text, "message_id": message_id},
+        round=state.get("approval_round", 0),
+        data={
+            "text": text,
+            "model_text": model_text,
+            "message_id": message_id,
+            "dropped_sentences": [asdict(dropped) for dropped in check.dropped],
+            "removed_citations": check.removed_citations,
+        },
     )
-    # The final message keeps the streamed chunks' id, so LangGraph's message
-    # stream recognises it as already sent and does not send it a second time.
+    if check.dropped or check.removed_citations:
+        logger.warning(
+            "answer check changed the answer thread_id=%s dropped=%d removed_citations=%s",
+            _thread_id(config), len(check.dropped), check.removed_citations,
+        )
     return {"answer": text, "messages": [AIMessage(content=text, id=message_id)]}
 
 

@@ -51,6 +51,10 @@ class ToolSpec:
     """How much harm a wrong call can do, as input to the approval policy."""
     irreversible: bool
     """Whether the tool's effect cannot be undone by another tool."""
+    claims: tuple[str, ...] = ()
+    """Regular expressions for the words that claim this tool's change was made
+    (for example `cancel+ed`). The answer check drops a sentence that uses them
+    for a change that was not done."""
 
     def __post_init__(self) -> None:
         extra = self.args_schema.model_config.get("extra")

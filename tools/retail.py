@@ -555,6 +555,7 @@ class CancelPendingOrderArguments(_Arguments):
         scope="orders:cancel",
         risk="high",
         irreversible=True,
+        claims=("cancel+ed",),
     )
 )
 def _cancel_pending_order(
@@ -614,6 +615,7 @@ class ModifyPendingOrderAddressArguments(_Address):
         scope="orders:modify",
         risk="medium",
         irreversible=False,
+        claims=("updated", "changed", "modified"),
     )
 )
 def _modify_pending_order_address(
@@ -660,6 +662,7 @@ class ModifyPendingOrderItemsArguments(_Arguments):
         scope="orders:modify",
         risk="high",
         irreversible=True,
+        claims=("updated", "changed", "modified", "swapped"),
     )
 )
 def _modify_pending_order_items(
@@ -731,6 +734,7 @@ class ModifyPendingOrderPaymentArguments(_Arguments):
         scope="orders:modify",
         risk="high",
         irreversible=True,
+        claims=("updated", "changed", "modified", "switched"),
     )
 )
 def _modify_pending_order_payment(
@@ -794,6 +798,7 @@ class ModifyUserAddressArguments(_Address):
         scope="users:write",
         risk="medium",
         irreversible=False,
+        claims=("updated", "changed", "modified"),
     )
 )
 def _modify_user_address(
@@ -834,6 +839,7 @@ class ReturnDeliveredOrderItemsArguments(_Arguments):
         scope="orders:return",
         risk="high",
         irreversible=True,
+        claims=("returned", "refunded"),
     )
 )
 def _return_delivered_order_items(
@@ -894,6 +900,7 @@ class ExchangeDeliveredOrderItemsArguments(_Arguments):
         scope="orders:exchange",
         risk="high",
         irreversible=True,
+        claims=("exchanged", "swapped"),
     )
 )
 def _exchange_delivered_order_items(

@@ -175,7 +175,8 @@ def _model_script(entries: list[AuditEntry]) -> dict[str, list[Any]]:
         elif kind == "plan":
             script["PlanOutput"].extend(data.get("model_outputs", []))
         elif kind == "answer_sent":
-            script["text"].append(data.get("text", ""))
+            # The model's own text: the re-run passes it through the answer check again.
+            script["text"].append(data.get("model_text", data.get("text", "")))
     return script
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import redis
-from langchain_core.messages import AIMessageChunk, HumanMessage
+from langchain_core.messages import HumanMessage
 from langgraph.types import Command
 
 from graphs.context import SupportContext
@@ -343,20 +343,16 @@ class Warden:
     ) -> TurnOutcome:
         config = self._config(thread_id)
         for mode, payload in self.graph.stream(
-            graph_input, config, context=self.context, stream_mode=["messages"], durability="sync"
+            graph_input, config, context=self.context, stream_mode=["messages", "custom"], durability="sync"
         ):
-            chunk, metadata = payload
+            if mode == "custom":
+                # Only the answer is meant for the customer, and only after the
+                # answer check: the respond node writes checked text as custom events.
+                if on_token and isinstance(payload, dict) and payload.get("answer"):
+                    on_token(payload["answer"])
+                continue
             if on_chunk is not None:
-                on_chunk(chunk, metadata)
-            # Only the answer is meant for the customer; the message stream
-            # also carries tool calls and results that nodes return.
-            if (
-                on_token
-                and isinstance(chunk, AIMessageChunk)
-                and metadata.get("langgraph_node") == "respond"
-                and chunk.content
-            ):
-                on_token(chunk.content)
+                on_chunk(*payload)
         request = self.current_interrupt(thread_id)
         if request is not None:
             self.redis.sadd(self._pending_key, thread_id)

@@ -163,7 +163,9 @@ def test_expired_request_never_runs(open_warden, store):
     [result] = warden.graph.get_state(warden._config("t-expire")).values["results"]
     assert result.status == "expired"
     assert tool_bodies(warden, "t-expire")[action.action_id][0]["status"] == "expired"
-    assert warden.messages("t-expire")[-1].content == "Your request expired."
+    answer = warden.messages("t-expire")[-1].content
+    assert answer.startswith("Your request expired.")
+    assert answer.endswith(f"Not done: cancel pending order {EMMA_ORDER}, because it was not approved in time.")
     assert store.checksum() == before
     with pytest.raises(ApprovalConflictError, match="already decided \\(expired\\)"):
         warden.decide("t-expire", {action.action_id: {"decision": "approve", "reviewer": "alice"}})

@@ -282,3 +282,23 @@ def test_reviewer_reason_is_redacted(open_warden, store, redis_client):
     for key in redis_client.scan_iter():
         if redis_client.type(key) == b"hash":
             assert not any(card.encode() in value for value in redis_client.hgetall(key).values()), key
+
+
+def test_rejected_change_claimed_done_is_never_sent(open_warden, store):
+    warden = open_warden(cancel_script(f"Your order {EMMA_ORDER} has been cancelled. Thank you for waiting."))
+    [action] = warden.send("t-claim", CANCEL_MESSAGE).pending
+    tokens: list[str] = []
+    outcome = warden.decide(
+        "t-claim",
+        {action.action_id: {"decision": "reject", "reason": "customer must call", "reviewer": "alice"}},
+        on_token=tokens.append,
+    )
+    assert "has been cancelled" not in "".join(tokens)
+    assert "".join(tokens) == outcome.answer
+    assert outcome.answer.startswith("Thank you for waiting.")
+    assert f"Not done: cancel pending order {EMMA_ORDER}, because a reviewer rejected it." in outcome.answer
+    assert warden.messages("t-claim")[-1].content == outcome.answer
+    [answer_sent] = [i for i in warden.audit.read("t-claim") if i.entry["kind"] == "answer_sent"]
+    data = answer_sent.data
+    assert data["model_text"].startswith(f"Your order {EMMA_ORDER} has been cancelled.")
+    assert [d["tool"] for d in data["dropped_sentences"]] == ["cancel_pending_order"]

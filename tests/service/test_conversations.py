@@ -14,7 +14,8 @@ from tests.service.conftest import (
     read_events,
 )
 
-LONG_ANSWER = " ".join(f"word{i}" for i in range(40))
+# The answer check releases whole sentences, so a streamed answer needs several.
+LONG_ANSWER = " ".join(f"Sentence {i}." for i in range(40))
 
 
 def _names(events):
