@@ -44,6 +44,8 @@ from warden.checkpoint_codec import (
     put_writes_args,
 )
 from warden.checkpoint_keys import (
+    KEY_PREFIX,
+    check_key_prefix,
     check_part,
     thread_id_from_key,
     thread_key_pattern,
@@ -79,6 +81,9 @@ class RedisSaver(BaseCheckpointSaver[str]):
         serde: Serializer; defaults to ``CheckpointSerializer``, which writes
             LangGraph's msgpack format and raises ``CheckpointDecodeError``
             instead of returning a dict for a class that cannot be rebuilt.
+        key_prefix: Start of every key, ``warden:cp`` by default. Savers with
+            different prefixes on one server see only their own threads, which
+            is how tenants are kept apart.
 
     Both clients must keep ``decode_responses=False``. Connection failures that
     outlast the clients' retries raise ``CheckpointConnectionError``.
@@ -91,8 +96,13 @@ class RedisSaver(BaseCheckpointSaver[str]):
         aclient: redis.asyncio.Redis | None = None,
         ttl_seconds: int | None = None,
         serde: SerializerProtocol | None = None,
+        key_prefix: str = KEY_PREFIX,
     ) -> None:
         super().__init__(serde=serde or CheckpointSerializer())
+        try:
+            self.key_prefix = check_key_prefix(key_prefix)
+        except ValueError as error:
+            raise ConfigurationError(str(error)) from None
         if client is None and aclient is None:
             raise ConfigurationError(
                 "RedisSaver needs a client or an aclient; use RedisSaver.from_url(url) "
@@ -123,6 +133,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
         *,
         ttl_seconds: int | None = None,
         serde: SerializerProtocol | None = None,
+        key_prefix: str = KEY_PREFIX,
     ) -> RedisSaver:
         """Create a saver with a sync and an async client for ``url``.
 
@@ -132,9 +143,14 @@ class RedisSaver(BaseCheckpointSaver[str]):
         apply twice.
         """
         client, aclient = create_clients(url)
-        saver = cls(client, aclient=aclient, ttl_seconds=ttl_seconds, serde=serde)
+        saver = cls(
+            client, aclient=aclient, ttl_seconds=ttl_seconds, serde=serde, key_prefix=key_prefix
+        )
         saver._location = redact_url(url)
         return saver
+
+    def _keys(self, thread_id: Any) -> list[str]:
+        return thread_keys(thread_id, self.key_prefix)
 
     # -- sync API ---------------------------------------------------------------
 
@@ -166,7 +182,8 @@ class RedisSaver(BaseCheckpointSaver[str]):
         """Store a checkpoint, its metadata and its new channel values atomically."""
         run = self._sync()
         keys, args, next_config = put_args(
-            self.serde, self._ttl_arg, config, checkpoint, metadata, new_versions
+            self.serde, self._ttl_arg, config, checkpoint, metadata, new_versions,
+            self.key_prefix,
         )
         with self._store_errors():
             run("PUT", keys, args)
@@ -182,7 +199,8 @@ class RedisSaver(BaseCheckpointSaver[str]):
         """Store the pending writes of one task atomically."""
         run = self._sync()
         keys, args = put_writes_args(
-            self.serde, self._ttl_arg, config, writes, task_id, task_path
+            self.serde, self._ttl_arg, config, writes, task_id, task_path,
+            self.key_prefix,
         )
         with self._store_errors():
             run("PUT_WRITES", keys, args)
@@ -192,7 +210,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
         run = self._sync()
         configurable = config["configurable"]
         thread_id = configurable["thread_id"]
-        keys = thread_keys(thread_id)
+        keys = self._keys(thread_id)
         ns = check_part("checkpoint_ns", configurable.get("checkpoint_ns", ""))
         checkpoint_id = get_checkpoint_id(config)
         with self._store_errors():
@@ -224,7 +242,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
             with self._store_errors():
                 thread_ids = sorted(
                     thread_id_from_key(key.decode())
-                    for key in self.client.scan_iter(match=thread_key_pattern())
+                    for key in self.client.scan_iter(match=thread_key_pattern(self.key_prefix))
                 )
             configs = [{"configurable": {"thread_id": t}} for t in thread_ids]
         else:
@@ -246,7 +264,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
         limit: int | None,
     ) -> Iterator[CheckpointTuple]:
         thread_id = config["configurable"]["thread_id"]
-        keys = thread_keys(thread_id)
+        keys = self._keys(thread_id)
         low, high, client_side, accepts = list_plan(self.serde, config, filter, before)
         run = self._run
         while True:
@@ -292,7 +310,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
         """Delete every key of ``thread_id`` with one DEL."""
         self._sync()
         with self._store_errors():
-            self.client.delete(*thread_keys(thread_id))
+            self.client.delete(*self._keys(thread_id))
 
     def prune(
         self,
@@ -315,7 +333,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
         run = self._sync()
         for thread_id, keep in self._prune_plan(thread_ids, strategy, keep_last):
             with self._store_errors():
-                run("PRUNE", thread_keys(thread_id), [self._ttl_arg, keep])
+                run("PRUNE", self._keys(thread_id), [self._ttl_arg, keep])
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints whose metadata ``run_id`` is in ``run_ids``.
@@ -331,10 +349,10 @@ class RedisSaver(BaseCheckpointSaver[str]):
         with self._store_errors():
             thread_ids = [
                 thread_id_from_key(key.decode())
-                for key in self.client.scan_iter(match=thread_key_pattern())
+                for key in self.client.scan_iter(match=thread_key_pattern(self.key_prefix))
             ]
         for thread_id in thread_ids:
-            keys = thread_keys(thread_id)
+            keys = self._keys(thread_id)
             with self._store_errors():
                 stored = self.client.hgetall(keys[2])
             members = self._members_of_runs(keys, stored, wanted)
@@ -366,7 +384,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
         """
         run = self._sync()
         with self._store_errors():
-            run("PERSIST", thread_keys(thread_id), [self._ttl_arg])
+            run("PERSIST", self._keys(thread_id), [self._ttl_arg])
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint and write of one thread over another thread.
@@ -375,8 +393,8 @@ class RedisSaver(BaseCheckpointSaver[str]):
         steps because the two threads may live on different Cluster slots.
         """
         self._sync()
-        source = thread_keys(source_thread_id)[:7]
-        target = thread_keys(target_thread_id)
+        source = self._keys(source_thread_id)[:7]
+        target = self._keys(target_thread_id)
         with self._store_errors():
             dumps = self.client.pipeline(transaction=False)
             for key in source:
@@ -439,7 +457,8 @@ class RedisSaver(BaseCheckpointSaver[str]):
                 self.put, config, checkpoint, metadata, new_versions
             )
         keys, args, next_config = put_args(
-            self.serde, self._ttl_arg, config, checkpoint, metadata, new_versions
+            self.serde, self._ttl_arg, config, checkpoint, metadata, new_versions,
+            self.key_prefix,
         )
         with self._store_errors():
             await self._arun("PUT", keys, args)
@@ -458,7 +477,8 @@ class RedisSaver(BaseCheckpointSaver[str]):
                 self.put_writes, config, writes, task_id, task_path
             )
         keys, args = put_writes_args(
-            self.serde, self._ttl_arg, config, writes, task_id, task_path
+            self.serde, self._ttl_arg, config, writes, task_id, task_path,
+            self.key_prefix,
         )
         with self._store_errors():
             await self._arun("PUT_WRITES", keys, args)
@@ -469,7 +489,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
             return await asyncio.to_thread(self.get_tuple, config)
         configurable = config["configurable"]
         thread_id = configurable["thread_id"]
-        keys = thread_keys(thread_id)
+        keys = self._keys(thread_id)
         ns = check_part("checkpoint_ns", configurable.get("checkpoint_ns", ""))
         checkpoint_id = get_checkpoint_id(config)
         with self._store_errors():
@@ -506,7 +526,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
                     [
                         thread_id_from_key(key.decode())
                         async for key in self.aclient.scan_iter(
-                            match=thread_key_pattern()
+                            match=thread_key_pattern(self.key_prefix)
                         )
                     ]
                 )
@@ -532,7 +552,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
         limit: int | None,
     ) -> AsyncIterator[CheckpointTuple]:
         thread_id = config["configurable"]["thread_id"]
-        keys = thread_keys(thread_id)
+        keys = self._keys(thread_id)
         low, high, client_side, accepts = list_plan(self.serde, config, filter, before)
         run = self._arun
         while True:
@@ -579,7 +599,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
         if self.aclient is None:
             return await asyncio.to_thread(self.delete_thread, thread_id)
         with self._store_errors():
-            await self.aclient.delete(*thread_keys(thread_id))
+            await self.aclient.delete(*self._keys(thread_id))
 
     async def aprune(
         self,
@@ -595,7 +615,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
             )
         for thread_id, keep in self._prune_plan(thread_ids, strategy, keep_last):
             with self._store_errors():
-                await self._arun("PRUNE", thread_keys(thread_id), [self._ttl_arg, keep])
+                await self._arun("PRUNE", self._keys(thread_id), [self._ttl_arg, keep])
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Async ``delete_for_runs``."""
@@ -607,10 +627,10 @@ class RedisSaver(BaseCheckpointSaver[str]):
         with self._store_errors():
             thread_ids = [
                 thread_id_from_key(key.decode())
-                async for key in self.aclient.scan_iter(match=thread_key_pattern())
+                async for key in self.aclient.scan_iter(match=thread_key_pattern(self.key_prefix))
             ]
         for thread_id in thread_ids:
-            keys = thread_keys(thread_id)
+            keys = self._keys(thread_id)
             with self._store_errors():
                 stored = await self.aclient.hgetall(keys[2])
             members = self._members_of_runs(keys, stored, wanted)
@@ -623,7 +643,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
         if self.aclient is None:
             return await asyncio.to_thread(self.persist, thread_id)
         with self._store_errors():
-            await self._arun("PERSIST", thread_keys(thread_id), [self._ttl_arg])
+            await self._arun("PERSIST", self._keys(thread_id), [self._ttl_arg])
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Async ``copy_thread``."""
@@ -631,8 +651,8 @@ class RedisSaver(BaseCheckpointSaver[str]):
             return await asyncio.to_thread(
                 self.copy_thread, source_thread_id, target_thread_id
             )
-        source = thread_keys(source_thread_id)[:7]
-        target = thread_keys(target_thread_id)
+        source = self._keys(source_thread_id)[:7]
+        target = self._keys(target_thread_id)
         with self._store_errors():
             dumps = self.aclient.pipeline(transaction=False)
             for key in source:

@@ -24,7 +24,7 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 
-from warden.checkpoint_keys import check_part, thread_keys
+from warden.checkpoint_keys import KEY_PREFIX, check_part, thread_keys
 from warden.errors import CheckpointDecodeError
 
 
@@ -40,6 +40,7 @@ def put_args(
     checkpoint: Checkpoint,
     metadata: CheckpointMetadata,
     new_versions: ChannelVersions,
+    prefix: str = KEY_PREFIX,
 ) -> tuple[list[str], list[Any], RunnableConfig]:
     """Return the PUT script's keys and arguments and the new checkpoint's config."""
     configurable = config["configurable"]
@@ -74,7 +75,7 @@ def put_args(
             "checkpoint_id": checkpoint_id,
         }
     }
-    return thread_keys(thread_id), args, next_config
+    return thread_keys(thread_id, prefix), args, next_config
 
 
 def put_writes_args(
@@ -84,6 +85,7 @@ def put_writes_args(
     writes: Sequence[tuple[str, Any]],
     task_id: str,
     task_path: str,
+    prefix: str = KEY_PREFIX,
 ) -> tuple[list[str], list[Any]]:
     """Return the keys and arguments of the PUT_WRITES script."""
     configurable = config["configurable"]
@@ -102,7 +104,7 @@ def put_writes_args(
         # Special writes (errors, interrupts, resumes) replace an earlier one
         # from the same task; regular writes keep the first stored value.
         args.append("1" if write_idx < 0 else "0")
-    return thread_keys(configurable["thread_id"]), args
+    return thread_keys(configurable["thread_id"], prefix), args
 
 
 def load_value(

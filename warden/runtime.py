@@ -279,7 +279,9 @@ class Warden:
         self.ledger = ApprovalLedger(self.redis, settings.tenant, audit=self.audit)
         self.journal = EffectJournal(self.redis, settings.tenant)
         self.context = dataclasses.replace(context, ledger=self.ledger, journal=self.journal, audit=self.audit)
-        self.saver = RedisSaver.from_url(redis_url, ttl_seconds=settings.checkpoint_ttl_seconds)
+        self.saver = RedisSaver.from_url(
+            redis_url, ttl_seconds=settings.checkpoint_ttl_seconds, key_prefix=settings.checkpoint_key_prefix
+        )
         self.graph = build_graph(self.saver)
         self._pending_key = f"warden:{settings.tenant}:pending_threads"
 

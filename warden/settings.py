@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from warden.checkpoint_keys import KEY_PREFIX, check_key_prefix
 from warden.errors import ConfigurationError
 from warden.ledger import DEFAULT_DEADLINES, DEFAULT_REVIEW_ROLES
 
@@ -84,6 +85,7 @@ class Settings:
     index_dir: Path
     """Where the retrieval index is written and read."""
     tenant: str = "default"
+    """Tenant whose threads, approvals and audit this process serves (``WARDEN_TENANT``)."""
     checkpoint_ttl_seconds: int | None = None
     audit_ttl_seconds: int | None = None
     """Seconds a thread's audit log is kept after its last event, independent of the
@@ -117,6 +119,24 @@ class Settings:
     def model_cache_dir(self) -> Path:
         """Directory of the built models reused across processes: the chat model and the int8 embedder."""
         return self.data_dir / "models"
+
+    @property
+    def checkpoint_key_prefix(self) -> str:
+        """Start of this tenant's checkpoint keys in Redis.
+
+        The default tenant keeps the saver's own prefix, ``warden:cp``, which is
+        where its threads were stored before tenants had a prefix of their own.
+        """
+        if self.tenant == "default":
+            return KEY_PREFIX
+        prefix = f"warden:{self.tenant}:cp"
+        try:
+            return check_key_prefix(prefix)
+        except ValueError:
+            raise ConfigurationError(
+                f"invalid tenant {self.tenant!r} (WARDEN_TENANT): use letters, digits "
+                "and the characters _ . / -, for example 'acme'"
+            ) from None
 
     def granted_scopes(self) -> frozenset[str] | None:
         """Return the scopes granted to this tenant and channel, or None for the default grant."""
@@ -168,4 +188,7 @@ class Settings:
             api_keys=_env_json_object("WARDEN_API_KEYS", {}),
             token_secret=os.environ.get("WARDEN_TOKEN_SECRET") or None,
         )
-        return replace(settings, **overrides) if overrides else settings
+        settings = replace(settings, **overrides) if overrides else settings
+        # Fail at start, before any store is opened, on a tenant that cannot name keys.
+        settings.checkpoint_key_prefix
+        return settings

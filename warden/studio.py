@@ -20,7 +20,11 @@ async def checkpointer() -> AsyncIterator[RedisSaver]:
     """Yield the Redis saver for the dev server's lifetime."""
     settings = Settings.from_env()
     with open_redis(settings) as redis_url:
-        saver = RedisSaver.from_url(redis_url, ttl_seconds=settings.checkpoint_ttl_seconds)
+        saver = RedisSaver.from_url(
+            redis_url,
+            ttl_seconds=settings.checkpoint_ttl_seconds,
+            key_prefix=settings.checkpoint_key_prefix,
+        )
         try:
             yield saver
         finally:

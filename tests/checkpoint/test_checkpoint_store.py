@@ -408,3 +408,35 @@ def test_other_client_kinds_round_trip(redis_url: str, options: dict) -> None:
         assert listed == stored[::-1]
     finally:
         client.close()
+
+
+# -- key prefixes -------------------------------------------------------------------
+
+
+def test_prefixes_keep_same_thread_apart(redis_client: redis.Redis) -> None:
+    acme = RedisSaver(redis_client, key_prefix="warden:acme:cp")
+    globex = RedisSaver(redis_client, key_prefix="warden:globex:cp")
+    _put_chain(acme, "t-1", 3)
+    _put_chain(globex, "t-1", 1)
+    assert len(list(acme.list(_config("t-1")))) == 3
+    assert len(list(globex.list(_config("t-1")))) == 1
+    assert [t.config["configurable"]["thread_id"] for t in acme.list(None)] == ["t-1"] * 3
+    acme.delete_thread("t-1")
+    assert acme.get_tuple(_config("t-1")) is None
+    assert globex.get_tuple(_config("t-1")) is not None
+    keys = {key.decode() for key in _thread_keys_in_redis(redis_client, "t-1")}
+    # The eighth key, "keep", exists only for a thread exempted from the TTL.
+    assert keys == set(thread_keys("t-1", "warden:globex:cp")[:7])
+
+
+def test_default_prefix_unchanged(saver: RedisSaver, redis_client: redis.Redis) -> None:
+    _put_chain(saver, "legacy", 1)
+    keys = {key.decode() for key in _thread_keys_in_redis(redis_client, "legacy")}
+    assert keys <= set(thread_keys("legacy"))
+    assert all(key.startswith("warden:cp:{legacy}:") for key in keys)
+
+
+@pytest.mark.parametrize("prefix", ["", "warden:*:cp", "warden:{t}:cp", "has space", 7])
+def test_invalid_prefix_rejected(redis_client: redis.Redis, prefix: object) -> None:
+    with pytest.raises(ConfigurationError, match="invalid checkpoint key prefix"):
+        RedisSaver(redis_client, key_prefix=prefix)

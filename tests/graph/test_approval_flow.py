@@ -8,7 +8,8 @@ import pytest
 from langgraph.types import Command
 
 from tests.graph.conftest import CANCEL_MESSAGE, EMMA_ORDER, cancel_script
-from warden.errors import ResumeError, ThreadStateError
+from warden.errors import ConfigurationError, ResumeError, ThreadStateError
+from warden.settings import Settings
 
 
 def _order(store, order_id=EMMA_ORDER):
@@ -302,3 +303,21 @@ def test_rejected_change_claimed_done_is_never_sent(open_warden, store):
     data = answer_sent.data
     assert data["model_text"].startswith(f"Your order {EMMA_ORDER} has been cancelled.")
     assert [d["tool"] for d in data["dropped_sentences"]] == ["cancel_pending_order"]
+
+
+def test_tenants_do_not_share_threads(open_warden):
+    acme = open_warden(cancel_script(), tenant="acme")
+    globex = open_warden(cancel_script(), tenant="globex")
+    [action] = acme.send("t-shared", CANCEL_MESSAGE).pending
+    assert acme.current_interrupt("t-shared") is not None
+    assert globex.current_interrupt("t-shared") is None
+    assert globex.messages("t-shared") == []
+    assert globex.history("t-shared") == []
+    with pytest.raises(ThreadStateError, match="t-shared"):
+        globex.decide("t-shared", {action.action_id: {"decision": "approve", "reviewer": "alice"}})
+    assert acme.current_interrupt("t-shared") is not None
+
+
+def test_tenant_that_cannot_name_keys_rejected(settings):
+    with pytest.raises(ConfigurationError, match="WARDEN_TENANT"):
+        Settings.from_env(**{**settings.__dict__, "tenant": "acme corp"})
