@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import run_ingestion_cli
+from tests.ingestion.conftest import run_ingestion_cli
 
 
 def test_missing_source_exits_nonzero(tmp_path):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import write_pdf
+from tests.ingestion.conftest import write_pdf
 from ingestion import KnowledgeIndex, build_index
 
 

@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from conftest import HashingEmbedder
+from tests.ingestion.conftest import HashingEmbedder
 from ingestion import (
     EmbedderMismatchError,
     IndexFormatError,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import write_pdf
+from tests.ingestion.conftest import write_pdf
 from ingestion.chunking import ChunkingConfig, chunk_document, make_chunk_id, split_text
 from ingestion.errors import UnreadableFileError
 from ingestion.loaders import RecordFields, load_file, parse_markdown_sections

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import HashingEmbedder, run_ingestion_cli
+from tests.ingestion.conftest import HashingEmbedder, run_ingestion_cli
 
 from ingestion import FusionConfig, KnowledgeIndex, build_index
 from ingestion.tuning import (
