@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 FLOAT32_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 # The name goes into every index manifest and intent model, so vectors from the
 # two embedders are never mixed. Change the suffix when the int8 recipe changes.
-INT8_MODEL_NAME = f"{FLOAT32_MODEL_NAME}+onnx-int8-v1"
+INT8_MODEL_NAME = f"{FLOAT32_MODEL_NAME}+onnx-int8-v2"
 DEFAULT_MODEL_NAME = INT8_MODEL_NAME
 DEFAULT_BATCH_SIZE = 32
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 
 import numpy as np
@@ -14,7 +15,11 @@ from ingestion.embedder import (
     INT8_MODEL_NAME,
     default_model_dir,
 )
-from ingestion.onnx_embedder import OnnxInt8Embedder
+from ingestion.onnx_embedder import (
+    _DISABLED_OPTIMIZERS,
+    OnnxInt8Embedder,
+    build_int8_model,
+)
 from warden.intent import IntentClassifier
 
 TEXTS = [
@@ -97,6 +102,27 @@ def test_batch_order_does_not_change_result(minilm):
     backward = minilm.embed(TEXTS[::-1])[::-1]
 
     np.testing.assert_allclose(forward, backward, atol=1e-6)
+
+
+def test_session_leaves_skip_layer_norm_unfused(tmp_path):
+    import onnx  # noqa: PLC0415
+    import onnxruntime  # noqa: PLC0415
+
+    options = onnxruntime.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    # ONNX Runtime warns that a saved fully optimized model is hardware specific.
+    options.log_severity_level = 3
+    onnxruntime.InferenceSession(
+        build_int8_model(default_model_dir()),
+        options,
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=_DISABLED_OPTIMIZERS,
+    )
+    graph = onnx.load(str(tmp_path / "optimized.onnx")).graph
+    operators = collections.Counter(node.op_type for node in graph.node)
+
+    assert operators["SkipLayerNormalization"] == 0
+    assert operators["LayerNormalization"] == 13
 
 
 def test_long_text_truncated_like_float32(minilm, minilm_float32):
