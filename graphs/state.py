@@ -46,6 +46,9 @@ class SupportState(TypedDict, total=False):
     denied: list[ActionResult]
     decisions: dict[str, Decision]
     results: list[ActionResult]
+    """Outcomes of the current approval round."""
+    settled: list[ActionResult]
+    """Outcomes of the turn's earlier approval rounds, except those a reviewer answered with a message."""
     answer: str
     approval_round: int
     notes: list[str]
@@ -64,6 +67,7 @@ def turn_reset() -> dict[str, Any]:
         "denied": [],
         "decisions": {},
         "results": [],
+        "settled": [],
         "answer": "",
         "approval_round": 0,
         "notes": [],

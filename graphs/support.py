@@ -480,7 +480,11 @@ def check_policy(state: SupportState, runtime: Runtime[SupportContext], config: 
             verdict=verdict,
             digest=action_digest(step.tool, step.arguments, index, context.policy.version),
         ))
-    update: dict[str, Any] = {"pending": pending, "denied": denied, "results": denied}
+    # Outcomes of the turn's earlier approval rounds move to ``settled`` so the
+    # answer still reports them. A ``responded`` result is left out, because the
+    # re-planned step that follows it has its own result.
+    settled = [*state.get("settled", []), *(r for r in state.get("results", []) if r.status != "responded")]
+    update: dict[str, Any] = {"pending": pending, "denied": denied, "results": denied, "settled": settled}
     if denied:
         update["messages"] = _exchange_messages("denied", denied, {})
     return update
@@ -652,6 +656,11 @@ def execute_actions(state: SupportState, runtime: Runtime[SupportContext], confi
     return update
 
 
+def turn_outcomes(state: SupportState) -> list[ActionResult]:
+    """Return the results of every approval round of the turn, earlier rounds first."""
+    return [*state.get("settled", []), *state.get("results", [])]
+
+
 def _render_outcomes(state: SupportState) -> str:
     lines = []
     customer = state.get("customer")
@@ -661,7 +670,7 @@ def _render_outcomes(state: SupportState) -> str:
             lines.append(f"looked up {result.tool} {json.dumps(result.arguments)}: {_compact(result.output)}")
         else:
             lines.append(f"lookup {result.tool} failed: {result.status} ({result.error})")
-    for result in state.get("results", []):
+    for result in turn_outcomes(state):
         if result.status == "done":
             lines.append(f"CHANGE DONE: {result.tool} {json.dumps(result.arguments)}")
         else:
@@ -691,7 +700,7 @@ def respond(state: SupportState, runtime: Runtime[SupportContext], config: Runna
         outcomes=_render_outcomes(state),
     )
     check = AnswerCheck(
-        {chunk.chunk_id for chunk in retrieved}, list(state.get("results", [])), context.tools
+        {chunk.chunk_id for chunk in retrieved}, turn_outcomes(state), context.tools
     )
     write = get_stream_writer()
     message_id = None

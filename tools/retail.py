@@ -555,7 +555,11 @@ class CancelPendingOrderArguments(_Arguments):
         scope="orders:cancel",
         risk="high",
         irreversible=True,
-        claims=("cancel+ed",),
+        claims=(
+            "cancel+ed",
+            r"cancel+ation (?:is |has been |was )?(?:complete|completed|confirmed|done|processed|successful)",
+            r"refund(?:ed| (?:has been|was|is) (?:issued|processed|sent|initiated|on its way))",
+        ),
     )
 )
 def _cancel_pending_order(
@@ -839,7 +843,7 @@ class ReturnDeliveredOrderItemsArguments(_Arguments):
         scope="orders:return",
         risk="high",
         irreversible=True,
-        claims=("returned", "refunded"),
+        claims=("returned", r"refund(?:ed| (?:has been|was|is) (?:issued|processed|sent|initiated|on its way))"),
     )
 )
 def _return_delivered_order_items(

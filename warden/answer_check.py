@@ -8,8 +8,9 @@ check runs on the model's text before the customer sees it:
 - a sentence that claims a change is dropped when the turn tried that change
   and it was not done, or when the agent claims it in the first person ("I've
   cancelled") and the turn never tried it. A claim is a match of one of the
-  tool's ``ToolSpec.claims`` patterns in a sentence without a negation. An
-  order id in the sentence ties the claim to that order's change;
+  tool's ``ToolSpec.claims`` patterns without a negation among the four words
+  before it. An order id in the sentence ties the claim to that order's
+  changes;
 - a notice written by code ends the answer. It names every change that was
   not done, with the reason, and every change that was done but that the
   kept text does not mention.
@@ -29,16 +30,23 @@ from typing import Any
 from tools.base import ToolSpec
 from warden.actions import ActionResult
 
-# A sentence ends at ., ! or ? followed by white space; the space stays with it.
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-_CITATION = re.compile(r"\s?\[([^\[\]\s]{1,80})\]")
-_NEGATION = re.compile(
-    r"\b(?:not|no|never|cannot|unable|unfortunately|could\s?n[o']t|was\s?n[o']t|"
-    r"were\s?n[o']t|is\s?n[o']t|has\s?n[o']t|have\s?n[o']t|did\s?n[o']t|wo\s?n[o']t|"
-    r"ca\s?n[o']t|rejected|declined|denied|failed)\b|n't\b",
-    re.IGNORECASE,
-)
-_ORDER_ID = re.compile(r"#?\bW\d{7}\b")
+# A sentence ends at a run of ., ! or ? (then any closing quotes or brackets)
+# followed by white space, at full-width 。！？, or at a line break. The
+# white space stays with the sentence before it.
+_SENTENCE_END = re.compile(r"[.!?]+[\"'”’)\]]*\s+|[。！？]+\s*|\n+")
+# A bracketed or parenthesised group, which is a citation when every item in it
+# is shaped like a chunk id.
+_CITATION = re.compile(r"\s?[\[(]([^\[\]()]{1,200})[\])]")
+_CITATION_SEPARATOR = re.compile(r"[,;\s]+")
+# A negation counts only among the few words before a claim word: "was not
+# cancelled" is no claim, "Don't worry, it has been cancelled" is one.
+_NEGATION = re.compile(r"\b(?:not|never|cannot|unable)\b|n't\b", re.IGNORECASE)
+_NEGATION_WORDS = 4
+_ORDER_ID = re.compile(r"#?\b[Ww]\d{7}\b")
+# Words that may stand between "I"/"we" and the claim word: "I've now
+# successfully cancelled", "we went ahead and cancelled".
+_FIRST_PERSON = r"\b(?:I|we)(?:'ve|'ll|\s+have|\s+had|\s+will)?\s+(?:(?:\w+ly|just|now|already|(?:gone|went) ahead and)\s+)*"
+_ID_SHAPE = re.compile(r"(?:[a-z]+-)?[0-9a-f]{6,64}", re.IGNORECASE)
 
 _NOT_DONE_REASONS = {
     "rejected": "a reviewer rejected it",
@@ -78,10 +86,17 @@ class AnswerCheck:
     _pending: str = ""
     _mentioned: set[str] = field(default_factory=set)
 
+    def __post_init__(self) -> None:
+        # Chunk ids are hex digits; a model may write them in upper case.
+        self.chunk_ids = {chunk_id.lower() for chunk_id in self.chunk_ids}
+
     def feed(self, piece: str) -> str:
         """Take more of the model's text; return the checked sentences it completes."""
+        # Search only the new text, and a few characters before it where a
+        # separator may have begun, so a long answer costs linear time.
+        start = max(0, len(self._pending) - 8)
         self._pending += piece
-        ends = [match.end() for match in _SENTENCE_END.finditer(self._pending)]
+        ends = [match.end() for match in _SENTENCE_END.finditer(self._pending, start)]
         if not ends:
             return ""
         complete, self._pending = self._pending[: ends[-1]], self._pending[ends[-1]:]
@@ -115,34 +130,47 @@ class AnswerCheck:
     def _check_sentence(self, sentence: str) -> str | None:
         """Return the sentence with unknown citations removed, or None to drop it."""
         sentence = _CITATION.sub(self._keep_citation, sentence)
-        body = sentence.strip()
-        tools = [name for name, spec in self.tools.items() if spec.claims and _claims(spec, body)]
-        if not tools:
+        # Curly apostrophes ("wasn’t", "I’ve") match the patterns as straight ones.
+        body = sentence.strip().replace("’", "'")
+        claimed = [name for name, spec in self.tools.items() if _claims(spec, body)]
+        if not claimed:
             return sentence
+        related = [r for r in self.results if r.tool in claimed]
         named = {_normal_order(order) for order in _ORDER_ID.findall(body)}
-        # Without an order id the sentence may be about any change of these tools.
-        about = [
-            r for r in self.results if r.tool in tools and (not named or _order_of(r) in named)
-        ]
-        done = [r for r in about if r.status == "done"]
-        not_done = [r for r in about if r.status != "done"]
-        if _NEGATION.search(body):
-            return sentence
-        if done:
-            self._mentioned.update(r.action_id for r in done)
-            return sentence
-        first_person = any(_first_person_claim(self.tools[name], body) for name in tools)
-        if not_done or first_person:
-            self.dropped.append(DroppedSentence(body, tools[0], [r.action_id for r in not_done]))
+        if named:
+            unsupported = [
+                r for order in sorted(named)
+                if (on_order := [r for r in related if _order_of(r) == order])
+                and not any(r.status == "done" for r in on_order)
+                for r in on_order
+            ]
+        else:
+            unsupported = related if not any(r.status == "done" for r in related) else []
+        first_person = any(_first_person_claim(self.tools[name], body) for name in claimed)
+        if unsupported or (first_person and not any(r.status == "done" for r in related)):
+            self.dropped.append(
+                DroppedSentence(body, claimed[0], [r.action_id for r in unsupported])
+            )
             return None
+        self._mentioned.update(
+            r.action_id for r in related
+            if r.status == "done" and (not named or _order_of(r) in named)
+        )
         return sentence
 
     def _keep_citation(self, match: re.Match[str]) -> str:
-        cited = match.group(1)
-        if cited in self.chunk_ids or not _looks_like_chunk_id(cited):
+        items = [item for item in _CITATION_SEPARATOR.split(match.group(1)) if item]
+        if not items or not all(_ID_SHAPE.fullmatch(item) for item in items):
             return match.group(0)
-        self.removed_citations.append(cited)
-        return ""
+        known = [item for item in items if item.lower() in self.chunk_ids]
+        self.removed_citations.extend(item for item in items if item.lower() not in self.chunk_ids)
+        if len(known) == len(items):
+            return match.group(0)
+        if not known:
+            return ""
+        opening = match.group(0)[: match.group(0).index(match.group(1))]
+        closing = "]" if opening.endswith("[") else ")"
+        return f"{opening}{', '.join(known)}{closing}"
 
     def _notice(self) -> str:
         lines = []
@@ -173,27 +201,25 @@ def check_answer(
 
 
 def _claims(spec: ToolSpec, sentence: str) -> bool:
-    return any(re.search(rf"\b(?:{pattern})\b", sentence, re.IGNORECASE) for pattern in spec.claims)
+    """Return whether the sentence uses one of the tool's claim words without a negation just before it."""
+    for pattern in spec.claims:
+        for match in re.finditer(rf"\b(?:{pattern})\b", sentence, re.IGNORECASE):
+            before = sentence[: match.start()].split()[-_NEGATION_WORDS:]
+            if not _NEGATION.search(" ".join(before)):
+                return True
+    return False
 
 
 def _first_person_claim(spec: ToolSpec, sentence: str) -> bool:
     """Return whether the sentence claims that the agent made the change ("I've cancelled ...")."""
     return any(
-        re.search(
-            rf"\b(?:I|we)(?:'ve|\s+have)?\s+(?:just\s+|now\s+|successfully\s+|gone ahead and\s+)?(?:{pattern})\b",
-            sentence,
-            re.IGNORECASE,
-        )
+        re.search(_FIRST_PERSON + rf"(?:{pattern})\b", sentence, re.IGNORECASE)
         for pattern in spec.claims
     )
 
 
-def _looks_like_chunk_id(token: str) -> bool:
-    """Return whether ``token`` is shaped like a chunk id: hex digits, optionally after a prefix."""
-    return bool(re.fullmatch(r"(?:[a-z]+-)?[0-9a-f]{6,64}", token))
-
-
 def _normal_order(order_id: str) -> str:
+    order_id = order_id.upper()
     return order_id if order_id.startswith("#") else f"#{order_id}"
 
 

@@ -93,3 +93,82 @@ def test_every_not_done_status_has_reason(status):
     check = run("", result(status))
     assert check.text.startswith("Not done: cancel pending order #W2417020, because ")
     assert "its status is" not in check.text
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "Don't worry, your order #W2417020 has been cancelled.",
+        "I've cancelled your order, so you will not be charged.",
+        "Unfortunately it took a while, but I have cancelled order #W2417020.",
+        "Order #W2417020 was cancelled since you no longer need it.",
+        "Cancellation complete for #W2417020.",
+        "You have been refunded.",
+        "Your refund has been issued.",
+        "Order w2417020 has been cancelled.",
+        "I’ve cancelled your order #W2417020.",
+        "We have now successfully cancelled your order.",
+    ],
+)
+def test_false_claim_dropped_in_any_wording(sentence):
+    check = run(f"{sentence} Thanks for waiting.", result("rejected"))
+    assert check.text.startswith("Thanks for waiting.")
+    assert len(check.dropped) == 1
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "Your order #W2417020 was not cancelled.",
+        "Your order #W2417020 wasn’t cancelled because a reviewer said so.",
+        "Order #W2417020 has not been cancelled yet.",
+    ],
+)
+def test_negated_claim_near_the_verb_kept(sentence):
+    check = run(sentence, result("rejected"))
+    assert check.text.startswith(sentence)
+    assert check.dropped == []
+
+
+def test_claim_naming_rejected_and_done_orders_dropped():
+    done, rejected = result("done", "#W1111111"), result("rejected", "#W2222222")
+    check = run("Both orders #W1111111 and #W2222222 are cancelled.", done, rejected)
+    assert "Both orders" not in check.text
+    assert "Done: cancel pending order #W1111111." in check.text
+
+
+def test_claim_of_two_changes_dropped_when_one_rejected():
+    address = ActionResult(
+        action_id="a2", tool="modify_user_address", arguments={"user_id": "emma_smith_8564"}, status="done"
+    )
+    check = run("I've updated your address and cancelled order #W2417020.", result("rejected"), address)
+    assert "cancelled order" not in check.text
+
+
+def test_sentences_split_at_quotes_and_line_breaks():
+    check = run('Status: "cancelled." Anything else?\n- Order #W2417020 has been cancelled\n- Thanks', result("rejected"))
+    assert "Anything else?" in check.text
+    assert "- Thanks" in check.text
+    assert "- Order #W2417020 has been cancelled" not in check.text
+
+
+@pytest.mark.parametrize(
+    ("cited", "kept", "removed"),
+    [
+        (f"[abcdef0123456789, {CHUNK}]", f"[{CHUNK}]", ["abcdef0123456789"]),
+        ("[ABCDEF0123456789]", "", ["ABCDEF0123456789"]),
+        ("(abcdef0123456789)", "", ["abcdef0123456789"]),
+        (f"[{CHUNK.upper()}]", f"[{CHUNK.upper()}]", []),
+    ],
+)
+def test_unknown_citation_removed_in_any_form(cited, kept, removed):
+    check = run(f"Refunds take 5 days {cited}.")
+    assert check.text == f"Refunds take 5 days{' ' + kept if kept else ''}."
+    assert check.removed_citations == removed
+
+
+def test_long_unpunctuated_answer_checked_once():
+    check = AnswerCheck({CHUNK}, [], RETAIL_TOOLS)
+    for _ in range(20000):
+        check.feed("word ")
+    assert check.finish() == "word " * 20000

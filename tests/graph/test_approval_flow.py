@@ -7,7 +7,7 @@ import json
 import pytest
 from langgraph.types import Command
 
-from tests.graph.conftest import CANCEL_MESSAGE, EMMA_ORDER, cancel_script
+from tests.graph.conftest import CANCEL_MESSAGE, EMMA, EMMA_ORDER, cancel_script
 from warden.errors import ConfigurationError, ResumeError, ThreadStateError
 from warden.settings import Settings
 
@@ -321,3 +321,35 @@ def test_tenants_do_not_share_threads(open_warden):
 def test_tenant_that_cannot_name_keys_rejected(settings):
     with pytest.raises(ConfigurationError, match="WARDEN_TENANT"):
         Settings.from_env(**{**settings.__dict__, "tenant": "acme corp"})
+
+
+def test_change_done_before_reviewer_message_stays_in_answer(open_warden, store):
+    other = "#W3614011"
+
+    def cancel(order_id: str, reason: str) -> dict:
+        return {"tool": "cancel_pending_order", "arguments": {"order_id": order_id, "reason": reason}, "why": "asked"}
+
+    lookups = [
+        {"tool": "find_user_id_by_name_zip", "arguments": EMMA, "why": "authenticate"},
+        {"tool": "get_order_details", "arguments": {"order_id": EMMA_ORDER}, "why": "check status"},
+        {"tool": "get_order_details", "arguments": {"order_id": other}, "why": "check status"},
+    ]
+    script = cancel_script(f"I have cancelled order {EMMA_ORDER} for you.")
+    script["PlanOutput"] = [
+        {"steps": [*lookups, cancel(EMMA_ORDER, "no longer needed"), cancel(other, "no longer needed")]},
+        {"steps": [cancel(other, "ordered by mistake")]},
+    ]
+    warden = open_warden(script, approval_threshold=100000.0)
+    first, second = warden.send("t-rounds", CANCEL_MESSAGE + f" Also cancel {other}.").pending
+    outcome = warden.decide("t-rounds", {
+        first.action_id: {"decision": "approve", "reviewer": "alice"},
+        second.action_id: {"decision": "respond", "message": "use the reason ordered by mistake", "reviewer": "alice"},
+    })
+    [replanned] = outcome.pending
+    outcome = warden.decide(
+        "t-rounds", {replanned.action_id: {"decision": "reject", "reason": "call us", "reviewer": "bob"}}
+    )
+    assert outcome.answer.startswith(f"I have cancelled order {EMMA_ORDER} for you.")
+    assert f"Not done: cancel pending order {other}, because a reviewer rejected it." in outcome.answer
+    assert "Done:" not in outcome.answer.replace("Not done:", "")
+    assert store.call("get_order_details", {"order_id": EMMA_ORDER})["status"] == "cancelled"
