@@ -37,13 +37,6 @@ def test_done_cancel_claim_is_kept_without_notice():
     assert check.dropped == []
 
 
-def test_negated_claim_is_kept():
-    text = "I could not cancel order #W2417020 because a reviewer said no."
-    check = run(text, result("rejected"))
-    assert check.text.startswith(text)
-    assert check.dropped == []
-
-
 def test_claim_about_done_order_kept_beside_rejected_one():
     done, rejected = result("done", "#W1111111"), result("rejected", "#W2222222")
     check = run("Order #W1111111 has been cancelled. Order #W2222222 has been cancelled.", done, rejected)
@@ -122,6 +115,7 @@ def test_false_claim_dropped_in_any_wording(sentence):
         "Your order #W2417020 was not cancelled.",
         "Your order #W2417020 wasn’t cancelled because a reviewer said so.",
         "Order #W2417020 has not been cancelled yet.",
+        "I could not cancel order #W2417020 because a reviewer said no.",
     ],
 )
 def test_negated_claim_near_the_verb_kept(sentence):
