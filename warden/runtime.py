@@ -438,7 +438,8 @@ class Warden:
             ApprovalConflictError: an action was already decided; the message
                 names who decided it.
             ApprovalExpiredError: the request passed its deadline. It was
-                closed as expired, and the thread's reply informs the customer.
+                closed as expired, and the thread's stored answer states that
+                the actions were not done.
             ResumeError: the decisions are invalid; the thread stays paused.
             ThreadStateError: the thread has no pending approval.
         """
@@ -453,8 +454,8 @@ class Warden:
                 self._close_request(thread_id, request, "expire", reviewer="deadline", reason="the approval deadline passed")
                 raise ApprovalExpiredError(
                     f"approval of {[r.action_id for r in expired]} expired at "
-                    f"{min(r.expires_at for r in expired).isoformat()}; the actions will not run "
-                    "and the customer was told"
+                    f"{min(r.expires_at for r in expired).isoformat()}, so the actions will not run. "
+                    "The outcome is stored in the thread's answer, which is not sent to anyone"
                 )
             pending = [PendingAction.model_validate(a) for a in request["actions"]]
             # The ledger keeps every decision with its kind, so an edit is known as one.
