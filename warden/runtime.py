@@ -45,7 +45,7 @@ from warden.policy import PolicyConfig, PolicyEngine
 from warden.redaction import redact_text
 from warden.redis_server import RedisServer
 from warden.run_lock import run_lock
-from warden.settings import Settings
+from warden.settings import MAX_CUSTOMER_MESSAGE_CHARS, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -394,9 +394,17 @@ class Warden:
         process died, because a new message would abandon that run's unsent
         reply. Call ``resume`` first. A run that recorded an error (a failed
         node, a disconnected stream) does not block the next message.
+
+        Raises ``ValueError`` when ``text`` is empty or longer than
+        ``MAX_CUSTOMER_MESSAGE_CHARS`` characters.
         """
         if not isinstance(text, str) or not text.strip():
             raise ValueError("customer message must be a non-empty string")
+        if len(text) > MAX_CUSTOMER_MESSAGE_CHARS:
+            raise ValueError(
+                f"customer message has {len(text)} characters, more than the limit of "
+                f"{MAX_CUSTOMER_MESSAGE_CHARS}; shorten it or split it into several messages"
+            )
         with self._thread_lock(thread_id):
             request = self.current_interrupt(thread_id)
             if request is not None:
@@ -438,7 +446,8 @@ class Warden:
             ApprovalConflictError: an action was already decided; the message
                 names who decided it.
             ApprovalExpiredError: the request passed its deadline. It was
-                closed as expired, and the thread's reply informs the customer.
+                closed as expired, and the thread's stored answer states that
+                the actions were not done.
             ResumeError: the decisions are invalid; the thread stays paused.
             ThreadStateError: the thread has no pending approval.
         """
@@ -453,8 +462,8 @@ class Warden:
                 self._close_request(thread_id, request, "expire", reviewer="deadline", reason="the approval deadline passed")
                 raise ApprovalExpiredError(
                     f"approval of {[r.action_id for r in expired]} expired at "
-                    f"{min(r.expires_at for r in expired).isoformat()}; the actions will not run "
-                    "and the customer was told"
+                    f"{min(r.expires_at for r in expired).isoformat()}, so the actions will not run. "
+                    "The outcome is stored in the thread's answer, which is not sent to anyone"
                 )
             pending = [PendingAction.model_validate(a) for a in request["actions"]]
             # The ledger keeps every decision with its kind, so an edit is known as one.

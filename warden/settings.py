@@ -18,6 +18,11 @@ from warden.ledger import DEFAULT_DEADLINES, DEFAULT_REVIEW_ROLES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_DOMAIN_DIR = PROJECT_ROOT / "examples" / "retail"
+# Maximum length of a customer message in characters, enforced by the HTTP API,
+# `warden chat` and `Warden.send`. The CLI checks it before anything imports
+# onnxruntime, because onnxruntime 1.30 crashes with SIGSEGV on import when an
+# argv entry has about 32,540 characters or more.
+MAX_CUSTOMER_MESSAGE_CHARS = 8000
 
 
 def _env_path(name: str, default: Path | None) -> Path | None:

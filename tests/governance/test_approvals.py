@@ -156,8 +156,10 @@ def test_expired_request_never_runs(open_warden, store):
     )
     before = store.checksum()
     [action] = warden.send("t-expire", f"{HELLO} Cancel {EMMA_ORDER}.").pending
-    with pytest.raises(ApprovalExpiredError, match=action.action_id):
+    with pytest.raises(ApprovalExpiredError, match=action.action_id) as raised:
         warden.decide("t-expire", {action.action_id: {"decision": "approve", "reviewer": "alice"}})
+    assert "stored in the thread's answer" in str(raised.value)
+    assert "customer was told" not in str(raised.value)
     assert warden.show_action(action.action_id).state == "expired"
     assert warden.current_interrupt("t-expire") is None
     [result] = warden.graph.get_state(warden._config("t-expire")).values["results"]

@@ -190,6 +190,41 @@ def test_disconnect_mid_answer_stores_nothing(start_service):
     ]
 
 
+def test_reviewer_disconnect_still_stores_answer(start_service):
+    service = start_service(cancel_script(LONG_ANSWER), token_delay_seconds=0.05)
+    thread_id = service.new_thread()
+    [action] = service.send(thread_id, CANCEL_MESSAGE)[0][1]["actions"]
+    with service.client(ALICE_KEY).stream(
+        "POST", f"/v1/approvals/{thread_id}/decisions",
+        json={"decisions": {action["action_id"]: {"decision": "approve"}}},
+        headers={"Accept": "text/event-stream"},
+    ) as response:
+        assert response.status_code == 200
+        partial = read_events(response, limit=1)
+    assert _names(partial) == ["token"]
+
+    # The customer reads the answer later, so the run goes on after the reviewer has gone.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        snapshot = service.warden.graph.get_state({"configurable": {"thread_id": f"acme/{thread_id}"}})
+        if not snapshot.next or (snapshot.tasks and snapshot.tasks[0].error):
+            break
+        time.sleep(0.05)
+    assert snapshot.next == ()
+    assert not any(task.error for task in snapshot.tasks)
+    assert _order(service)["status"] == "cancelled"
+
+    client = service.client(CUSTOMER_KEY)
+    state = client.get(f"/v1/threads/{thread_id}").json()
+    assert state["status"] == "idle"
+    assert state["answer"].startswith(LONG_ANSWER)
+    assert "Done: " in state["answer"]
+    assert state["messages"][0]["content"] == CANCEL_MESSAGE
+    assert (state["messages"][-1]["type"], state["messages"][-1]["content"]) == ("ai", state["answer"])
+    history = client.get(f"/v1/threads/{thread_id}/history").json()
+    assert history["checkpoints"][-1]["next"] == []
+
+
 def test_admin_sends_and_decides(start_service):
     service = start_service(cancel_script())
     thread_id = service.new_thread(ADMIN_KEY, thread_id="admin-thread")

@@ -2,12 +2,15 @@
 
 Uses Debian's ``/usr/bin/chromium`` (``scripts/install-browser.sh`` installs it)
 through Python Playwright, with a fresh profile and background networking off.
-The screenshot of the loaded inbox is saved as ``docs/inbox.png``.
+The screenshot of the loaded inbox goes to the test's temporary directory, and
+replaces the tracked ``docs/inbox.png`` only when ``WARDEN_REFRESH_SCREENSHOTS=1``.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -21,7 +24,8 @@ from warden.settings import EXAMPLE_DOMAIN_DIR
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "inbox.png"
+DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "inbox.png"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -58,11 +62,20 @@ def _log_in(page, url: str, key: str) -> None:
     page.wait_for_selector("body[data-loaded]")
 
 
+def _file_version(path: Path) -> tuple[int, bytes] | None:
+    """Return the file's modification time in nanoseconds and its content, or None when missing."""
+    if not path.exists():
+        return None
+    return path.stat().st_mtime_ns, path.read_bytes()
+
+
 def _order(service):
     return service.store.call("get_order_details", {"order_id": EMMA_ORDER})
 
 
-def test_reviewer_approves_and_rejects_in_browser(start_service, example_index, page):
+def test_reviewer_approves_and_rejects_in_browser(start_service, example_index, page, tmp_path):
+    refresh_screenshot = os.environ.get("WARDEN_REFRESH_SCREENSHOTS") == "1"
+    docs_before = _file_version(DOCS_SCREENSHOT)
     service = start_service(cancel_script("Your order #W2417020 is cancelled."), index=example_index)
     first = service.new_thread(thread_id="emma-first")
     second = service.new_thread(thread_id="emma-second")
@@ -86,8 +99,14 @@ def test_reviewer_approves_and_rejects_in_browser(start_service, example_index, 
     arguments = item.locator("textarea.arguments")
     assert '"order_id": "#W2417020"' in arguments.input_value()
     assert arguments.get_attribute("readonly") is not None
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    screenshot = tmp_path / "inbox.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.read_bytes().startswith(PNG_SIGNATURE)
+    assert screenshot.stat().st_size > len(PNG_SIGNATURE)
+    if refresh_screenshot:
+        shutil.copyfile(screenshot, DOCS_SCREENSHOT)
+    else:
+        assert _file_version(DOCS_SCREENSHOT) == docs_before, "docs/inbox.png changed without WARDEN_REFRESH_SCREENSHOTS=1"
 
     item.locator(".submit").click()
     page.wait_for_function("document.querySelectorAll('li.approval').length === 1")

@@ -222,13 +222,27 @@ def _event(name: str, data: Any) -> ServerSentEvent:
 
 
 async def _turn_events(
-    request: Request, runtime: Warden, principal: Principal, internal: str, run: Callable[[Callable[[str], None]], Any]
+    request: Request,
+    runtime: Warden,
+    principal: Principal,
+    internal: str,
+    run: Callable[[Callable[[str], None]], Any],
+    *,
+    cancel_on_disconnect: bool,
 ) -> AsyncIterator[ServerSentEvent]:
+    """Stream ``run``'s events; with ``cancel_on_disconnect``, a disconnect stops the run."""
     handler = request.app.state.cancel_handler
+
+    def on_disconnect() -> None:
+        if cancel_on_disconnect:
+            handler.cancel(internal)
+        else:
+            logger.info("stream client disconnected, run continues thread_id=%s", internal)
+
     stream = run_streamed(
         request.app.state.executor,
         run,
-        on_cancel=lambda: handler.cancel(internal),
+        on_cancel=on_disconnect,
         on_finish=lambda: handler.clear(internal),
     )
     async for kind, value in stream:
@@ -360,7 +374,9 @@ def _add_routes(app: FastAPI, settings: Settings) -> None:
         def run(on_token: Callable[[str], None]) -> TurnOutcome:
             return runtime.send(internal, body.text, on_token=on_token)
 
-        return EventSourceResponse(_turn_events(request, runtime, principal, internal, run), ping=15)
+        return EventSourceResponse(
+            _turn_events(request, runtime, principal, internal, run, cancel_on_disconnect=True), ping=15
+        )
 
     @app.post("/v1/threads/{thread_id}/cancel", response_model=TurnOut, tags=["threads"],
               responses={**_ERRORS, 409: {"model": ErrorOut, "description": "Nothing is pending"}})
@@ -418,7 +434,10 @@ def _add_routes(app: FastAPI, settings: Settings) -> None:
         """Decide the waiting actions of a paused thread as the caller, then resume it.
 
         Answers JSON, or Server-Sent Events when the request accepts
-        ``text/event-stream``. Every waiting action needs a decision.
+        ``text/event-stream``. Every waiting action needs a decision. The
+        answer is for the customer, so a reviewer who disconnects mid-stream
+        does not stop the run. The run completes and stores the answer in the
+        thread.
         """
         _require_reviewer(principal)
         runtime = _services(request).get(principal.tenant)
@@ -441,7 +460,9 @@ def _add_routes(app: FastAPI, settings: Settings) -> None:
             return runtime.decide(internal, decisions, on_token=on_token)
 
         if EVENT_STREAM in request.headers.get("accept", ""):
-            return EventSourceResponse(_turn_events(request, runtime, principal, internal, run), ping=15)
+            return EventSourceResponse(
+                _turn_events(request, runtime, principal, internal, run, cancel_on_disconnect=False), ping=15
+            )
         try:
             outcome = await run_in_threadpool(run)
         except (ResumeError, ThreadStateError) as error:

@@ -7,9 +7,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from warden.settings import MAX_CUSTOMER_MESSAGE_CHARS
+
 ThreadId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
 ActionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")]
-CustomerText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=8000)]
+CustomerText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_CUSTOMER_MESSAGE_CHARS)
+]
 ReviewerText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 RiskTier = Literal["low", "medium", "high"]
 

@@ -1,10 +1,11 @@
 """Server-Sent Events for a turn: run the graph in a worker thread, forward answer tokens.
 
 The graph's ``respond`` node writes the answer to the checkpoint only when the
-model's stream has ended. When the HTTP client disconnects, the thread is
-marked cancelled and the next streamed token raises ``StreamCancelled`` inside
-the model call, so the node fails, nothing of the answer is checkpointed, and
-the thread takes the next message as usual.
+model's stream has ended. When the customer's HTTP client disconnects, the
+thread is marked cancelled and the next streamed token raises
+``StreamCancelled`` inside the model call, so the node fails, nothing of the
+answer is checkpointed, and the thread takes the next message as usual. A
+reviewer's stream cancels nothing (see ``warden.service.app``).
 """
 
 from __future__ import annotations
@@ -93,9 +94,10 @@ async def run_streamed(
     """Yield ``("token", text)`` items, then ``("outcome", value)`` or ``("error", exception)``.
 
     ``run`` executes in ``executor`` with a token callback. If the consumer
-    stops early (a disconnect cancels the generator), ``on_cancel`` is called
-    so the run stops at its next token. ``on_finish`` runs in the worker once
-    ``run`` has returned or raised, whether or not anyone is still listening.
+    stops early (a disconnect cancels the generator), ``on_cancel`` is called,
+    and the run goes on unless ``on_cancel`` stops it. ``on_finish`` runs in
+    the worker once ``run`` has returned or raised, whether or not anyone is
+    still listening.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
