@@ -518,7 +518,7 @@ class Warden:
     def _close_request(
         self, thread_id: str, request: dict[str, Any], kind: Literal["expire", "cancel"], *, reviewer: str, reason: str
     ) -> TurnOutcome:
-        """Close every waiting action of ``request`` and resume so the answer tells the customer."""
+        """Close every waiting action of ``request`` and resume, so the thread's answer records the outcome."""
         waiting = request.get("awaiting_second_approval") or [a["action_id"] for a in request["actions"]]
         with audit_step(**self._paused_step(thread_id, request)):
             self.ledger.close(waiting, kind, reviewer=reviewer, reason=reason)
@@ -546,7 +546,7 @@ class Warden:
         """Close every pending action past its deadline and return the threads resumed.
 
         Each affected thread is resumed with an ``expired`` outcome, so its
-        answer tells the customer the request was not carried out.
+        answer in the thread records that the request was not carried out.
         """
         threads = []
         for record in self.ledger.due(now):
