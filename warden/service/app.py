@@ -54,7 +54,7 @@ from warden.service.schemas import (
     ThreadStateOut,
     TurnOut,
 )
-from warden.service.sse import attach_cancel_handler, run_streamed
+from warden.service.sse import RunCancellation, attach_cancel_handler, run_streamed
 from warden.service.views import (
     approval_view,
     internal_thread_id,
@@ -231,11 +231,11 @@ async def _turn_events(
     cancel_on_disconnect: bool,
 ) -> AsyncIterator[ServerSentEvent]:
     """Stream ``run``'s events; with ``cancel_on_disconnect``, a disconnect stops the run."""
-    handler = request.app.state.cancel_handler
+    cancellation = RunCancellation(request.app.state.cancel_handler, internal)
 
     def on_disconnect() -> None:
         if cancel_on_disconnect:
-            handler.cancel(internal)
+            cancellation.cancel()
         else:
             logger.info("stream client disconnected, run continues thread_id=%s", internal)
 
@@ -243,7 +243,7 @@ async def _turn_events(
         request.app.state.executor,
         run,
         on_cancel=on_disconnect,
-        on_finish=lambda: handler.clear(internal),
+        on_finish=cancellation.finish,
     )
     async for kind, value in stream:
         if kind == "token":

@@ -73,6 +73,33 @@ class CancelOnDisconnect(BaseCallbackHandler):
             self._runs.pop(run_id, None)
 
 
+class RunCancellation:
+    """Cancellation of one streamed run's thread, which a finished run ignores.
+
+    A client can disconnect after the run has finished but before it read the
+    last event. Cancelling then would leave the thread marked cancelled, and its
+    next run, a reviewer's decision for example, would stop at its first token.
+    """
+
+    def __init__(self, handler: CancelOnDisconnect, thread_id: str) -> None:
+        self._handler = handler
+        self._thread_id = thread_id
+        self._lock = threading.Lock()
+        self._finished = False
+
+    def cancel(self) -> None:
+        """Mark the thread cancelled, unless its run has finished."""
+        with self._lock:
+            if not self._finished:
+                self._handler.cancel(self._thread_id)
+
+    def finish(self) -> None:
+        """Record that the run has ended and clear any cancellation of its thread."""
+        with self._lock:
+            self._finished = True
+            self._handler.clear(self._thread_id)
+
+
 def attach_cancel_handler(chat_model: Any) -> CancelOnDisconnect:
     """Add (once) a ``CancelOnDisconnect`` to ``chat_model``'s callbacks and return it."""
     callbacks = list(chat_model.callbacks or [])
