@@ -16,3 +16,10 @@ def data_parser(description: str, default_out: str) -> argparse.ArgumentParser:
         "--out", type=Path, default=Path(default_out), help="Markdown results file"
     )
     return parser
+
+
+def write_report(path: Path, lines: list[str]) -> None:
+    """Write the Markdown ``lines`` to ``path``, creating its folder, and print them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))

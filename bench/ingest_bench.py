@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from arguments import data_parser  # noqa: E402
+from arguments import data_parser, write_report  # noqa: E402
 from intent_bench import read_csv  # noqa: E402
 from retrieval_bench import (  # noqa: E402
     FIXED_SETTINGS,
@@ -257,9 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Total benchmark runtime: {time.perf_counter() - started:.0f} s; "
         f"1-minute load average {os.getloadavg()[0]:.1f} at the end."
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_report(args.out, lines)
     return 0
 
 

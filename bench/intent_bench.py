@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from arguments import data_parser  # noqa: E402
+from arguments import data_parser, write_report  # noqa: E402
 from retrieval_bench import machine_description  # noqa: E402
 from ingestion import load_default_embedder  # noqa: E402
 from warden.intent import IntentClassifier, read_examples  # noqa: E402
@@ -184,9 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Total benchmark runtime: {time.perf_counter() - started:.0f} s.",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_report(args.out, lines)
     return 0
 
 

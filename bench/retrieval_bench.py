@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from arguments import data_parser  # noqa: E402
+from arguments import data_parser, write_report  # noqa: E402
 from ingestion import (  # noqa: E402
     Embedder,
     FusionConfig,
@@ -340,9 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         "so a load average above 2 means other processes competed for the 2 cores and "
         "wall-clock numbers are pessimistic."
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_report(args.out, lines)
     return 0
 
 

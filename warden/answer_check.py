@@ -16,7 +16,7 @@ check runs on the model's text before the customer sees it:
   kept text does not mention.
 
 The check sees the text as the model streams it and releases a sentence once
-the next one has started, so the customer's stream never carries a dropped
+its end has arrived, so the customer's stream never carries a dropped
 sentence.
 """
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from tools.base import ToolSpec
 from warden.actions import ActionResult
@@ -87,11 +86,11 @@ class AnswerCheck:
     _mentioned: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        # Chunk ids are hex digits; a model may write them in upper case.
+        # Chunk ids are hex digits, and a model may write them in upper case.
         self.chunk_ids = {chunk_id.lower() for chunk_id in self.chunk_ids}
 
     def feed(self, piece: str) -> str:
-        """Take more of the model's text; return the checked sentences it completes."""
+        """Take more of the model's text and return the checked sentences it completes."""
         # Search only the new text, and a few characters before it where a
         # separator may have begun, so a long answer costs linear time.
         start = max(0, len(self._pending) - 8)
@@ -137,17 +136,15 @@ class AnswerCheck:
             return sentence
         related = [r for r in self.results if r.tool in claimed]
         named = {_normal_order(order) for order in _ORDER_ID.findall(body)}
-        if named:
-            unsupported = [
-                r for order in sorted(named)
-                if (on_order := [r for r in related if _order_of(r) == order])
-                and not any(r.status == "done" for r in on_order)
-                for r in on_order
-            ]
-        else:
-            unsupported = related if not any(r.status == "done" for r in related) else []
+        # With order ids, each named order that has results must have one done.
+        # Without, any done result of the claimed tools supports the sentence.
+        groups = [[r for r in related if _order_of(r) == order] for order in sorted(named)] or [related]
+        unsupported = [
+            r for group in groups if not any(r.status == "done" for r in group) for r in group
+        ]
+        any_done = any(r.status == "done" for r in related)
         first_person = any(_first_person_claim(self.tools[name], body) for name in claimed)
-        if unsupported or (first_person and not any(r.status == "done" for r in related)):
+        if unsupported or (first_person and not any_done):
             self.dropped.append(
                 DroppedSentence(body, claimed[0], [r.action_id for r in unsupported])
             )
@@ -168,7 +165,7 @@ class AnswerCheck:
             return match.group(0)
         if not known:
             return ""
-        opening = match.group(0)[: match.group(0).index(match.group(1))]
+        opening = match.group(0)[: match.start(1) - match.start(0)]
         closing = "]" if opening.endswith("[") else ")"
         return f"{opening}{', '.join(known)}{closing}"
 
@@ -192,7 +189,7 @@ def check_answer(
     results: Iterable[ActionResult],
     tools: Mapping[str, ToolSpec],
 ) -> AnswerCheck:
-    """Run the whole check over ``pieces`` at once and return it; ``.text`` is the answer."""
+    """Run the whole check over ``pieces`` and return it, with the checked text in ``.text``."""
     check = AnswerCheck(set(chunk_ids), list(results), tools)
     for piece in pieces:
         check.feed(piece)
@@ -230,5 +227,5 @@ def _order_of(result: ActionResult) -> str | None:
 
 def _label(result: ActionResult) -> str:
     words = result.tool.replace("_", " ")
-    target: Any = result.arguments.get("order_id") or result.arguments.get("user_id")
+    target = result.arguments.get("order_id") or result.arguments.get("user_id")
     return f"{words} {target}" if target else words

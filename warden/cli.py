@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from warden.errors import WardenError
-from warden.settings import MAX_CUSTOMER_MESSAGE_CHARS, Settings
+from warden.settings import Settings, message_length_error
 
 logger = logging.getLogger("warden")
 
@@ -98,25 +98,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _message_length_error(text: str) -> str | None:
-    """Return an error message when ``text`` exceeds the customer message limit."""
-    if len(text) <= MAX_CUSTOMER_MESSAGE_CHARS:
-        return None
-    return (
-        f"error: the message has {len(text)} characters, more than the limit of "
-        f"{MAX_CUSTOMER_MESSAGE_CHARS}; shorten it or send it as several messages"
-    )
-
-
 def cmd_chat(args: argparse.Namespace) -> int:
     # Checked before the runtime loads, which takes seconds. The length check
     # must also come before onnxruntime is imported, which crashes on a long argv.
     if args.message is not None and not args.message.strip():
         print("error: the message is empty; write the customer's message in quotes", file=sys.stderr)
         return 2
-    error = _message_length_error(args.message) if args.message is not None else None
+    error = message_length_error(args.message) if args.message is not None else None
     if error:
-        print(error, file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
         return 2
     with _open(args) as warden:
         messages = [args.message] if args.message else None
@@ -131,9 +121,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 text = None
             if not text:
                 return 0
-            error = _message_length_error(text)
+            error = message_length_error(text)
             if error:
-                print(error, file=sys.stderr)
+                print(f"error: {error}", file=sys.stderr)
                 continue
             outcome = warden.send(args.thread, text, on_token=_stream_printer())
             _print_outcome(warden, args.thread, outcome, streamed=True)

@@ -45,7 +45,7 @@ from warden.policy import PolicyConfig, PolicyEngine
 from warden.redaction import redact_text
 from warden.redis_server import RedisServer
 from warden.run_lock import run_lock
-from warden.settings import MAX_CUSTOMER_MESSAGE_CHARS, Settings
+from warden.settings import Settings, message_length_error
 
 logger = logging.getLogger(__name__)
 
@@ -400,11 +400,9 @@ class Warden:
         """
         if not isinstance(text, str) or not text.strip():
             raise ValueError("customer message must be a non-empty string")
-        if len(text) > MAX_CUSTOMER_MESSAGE_CHARS:
-            raise ValueError(
-                f"customer message has {len(text)} characters, more than the limit of "
-                f"{MAX_CUSTOMER_MESSAGE_CHARS}; shorten it or split it into several messages"
-            )
+        error = message_length_error(text)
+        if error:
+            raise ValueError(error)
         with self._thread_lock(thread_id):
             request = self.current_interrupt(thread_id)
             if request is not None:

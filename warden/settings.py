@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from warden.checkpoint_keys import KEY_PREFIX, check_key_prefix
+from warden.checkpoint_keys import KEY_PREFIX
 from warden.errors import ConfigurationError
 from warden.ledger import DEFAULT_DEADLINES, DEFAULT_REVIEW_ROLES
 
@@ -23,6 +24,28 @@ EXAMPLE_DOMAIN_DIR = PROJECT_ROOT / "examples" / "retail"
 # onnxruntime, because onnxruntime 1.30 crashes with SIGSEGV on import when an
 # argv entry has about 32,540 characters or more.
 MAX_CUSTOMER_MESSAGE_CHARS = 8000
+# A tenant name is part of Redis keys, so it may not contain glob characters,
+# braces, colons or white space.
+_TENANT = re.compile(r"[A-Za-z0-9_./-]{1,80}")
+
+
+def message_length_error(text: str) -> str | None:
+    """Return the error for a customer message over ``MAX_CUSTOMER_MESSAGE_CHARS``, or None."""
+    if len(text) <= MAX_CUSTOMER_MESSAGE_CHARS:
+        return None
+    return (
+        f"customer message has {len(text)} characters, more than the limit of "
+        f"{MAX_CUSTOMER_MESSAGE_CHARS}; shorten it or split it into several messages"
+    )
+
+
+def _check_tenant(tenant: str) -> str:
+    if not isinstance(tenant, str) or not _TENANT.fullmatch(tenant):
+        raise ConfigurationError(
+            f"invalid tenant {tenant!r} (WARDEN_TENANT): use 1 to 80 letters, digits "
+            "or the characters _ . / -, for example 'acme'"
+        )
+    return tenant
 
 
 def _env_path(name: str, default: Path | None) -> Path | None:
@@ -132,16 +155,8 @@ class Settings:
         The default tenant keeps the saver's own prefix, ``warden:cp``, which is
         where its threads were stored before tenants had a prefix of their own.
         """
-        if self.tenant == "default":
-            return KEY_PREFIX
-        prefix = f"warden:{self.tenant}:cp"
-        try:
-            return check_key_prefix(prefix)
-        except ValueError:
-            raise ConfigurationError(
-                f"invalid tenant {self.tenant!r} (WARDEN_TENANT): use letters, digits "
-                "and the characters _ . / -, for example 'acme'"
-            ) from None
+        tenant = _check_tenant(self.tenant)
+        return KEY_PREFIX if tenant == "default" else f"warden:{tenant}:cp"
 
     def granted_scopes(self) -> frozenset[str] | None:
         """Return the scopes granted to this tenant and channel, or None for the default grant."""
@@ -195,5 +210,5 @@ class Settings:
         )
         settings = replace(settings, **overrides) if overrides else settings
         # Fail at start, before any store is opened, on a tenant that cannot name keys.
-        settings.checkpoint_key_prefix
+        _check_tenant(settings.tenant)
         return settings

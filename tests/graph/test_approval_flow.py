@@ -318,9 +318,10 @@ def test_tenants_do_not_share_threads(open_warden):
     assert acme.current_interrupt("t-shared") is not None
 
 
-def test_tenant_that_cannot_name_keys_rejected(settings):
+@pytest.mark.parametrize("tenant", ["acme corp", "acme:eu", "acme*", ""])
+def test_tenant_that_cannot_name_keys_rejected(settings, tenant):
     with pytest.raises(ConfigurationError, match="WARDEN_TENANT"):
-        Settings.from_env(**{**settings.__dict__, "tenant": "acme corp"})
+        Settings.from_env(**{**settings.__dict__, "tenant": tenant})
 
 
 def test_change_done_before_reviewer_message_stays_in_answer(open_warden, store):

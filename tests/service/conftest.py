@@ -112,6 +112,14 @@ class Service:
     def decide(self, thread_id: str, decisions: dict, key: str) -> httpx.Response:
         return self.client(key).post(f"/v1/approvals/{thread_id}/decisions", json={"decisions": decisions})
 
+    def decide_stream(self, thread_id: str, decisions: dict, key: str):
+        """Open a decision request whose response is Server-Sent Events, for use in a with statement."""
+        return self.client(key).stream(
+            "POST", f"/v1/approvals/{thread_id}/decisions",
+            json={"decisions": decisions},
+            headers={"Accept": "text/event-stream"},
+        )
+
 
 @pytest.fixture(scope="session")
 def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -79,11 +79,7 @@ def test_cancel_pauses_then_approval_executes_once(start_service):
     assert detail["actions"][0]["can_decide"] is True
     assert detail["expired"] is False
 
-    with service.client(ALICE_KEY).stream(
-        "POST", f"/v1/approvals/{thread_id}/decisions",
-        json={"decisions": {action["action_id"]: {"decision": "approve"}}},
-        headers={"Accept": "text/event-stream"},
-    ) as response:
+    with service.decide_stream(thread_id, {action["action_id"]: {"decision": "approve"}}, ALICE_KEY) as response:
         assert response.status_code == 200
         decided = read_events(response)
     names = _names(decided)
@@ -194,11 +190,7 @@ def test_reviewer_disconnect_still_stores_answer(start_service):
     service = start_service(cancel_script(LONG_ANSWER), token_delay_seconds=0.05)
     thread_id = service.new_thread()
     [action] = service.send(thread_id, CANCEL_MESSAGE)[0][1]["actions"]
-    with service.client(ALICE_KEY).stream(
-        "POST", f"/v1/approvals/{thread_id}/decisions",
-        json={"decisions": {action["action_id"]: {"decision": "approve"}}},
-        headers={"Accept": "text/event-stream"},
-    ) as response:
+    with service.decide_stream(thread_id, {action["action_id"]: {"decision": "approve"}}, ALICE_KEY) as response:
         assert response.status_code == 200
         partial = read_events(response, limit=1)
     assert _names(partial) == ["token"]
